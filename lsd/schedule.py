@@ -1,0 +1,125 @@
+"""Schedule: everything that defines a few-step sampler, as data.
+
+A schedule of M steps is a base rule (`euler` or `tweedie`), a strictly decreasing time
+grid T = tau_0 > tau_1 > ... > tau_M = eps_s > 0, one coefficient Phi_k per step, and the
+coefficient convention:
+- `scale` (default, the paper's equations): step k uses Phi_k * s(x, tau_k) in place of s;
+- `power` (the LSD reference code): step k uses s^Phi_k = exp(Phi_k * log s).
+Either way the entry of the current token stays 1: it is p(x)/p(x), not a learned rate.
+Uniform Euler/Tweedie, JYS, LSD and LSD+ are all just schedules fed to the same
+`lsd.sample`; a schedule of M steps costs exactly M network calls (NFE = M).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .io import atomic_write_json
+
+BASES = ("euler", "tweedie")
+CONVENTIONS = ("scale", "power")
+FORMAT = "lsd.schedule/1"
+
+
+class ScheduleError(ValueError):
+    """An invalid schedule; the message names the offending field."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    base: str
+    times: tuple[float, ...]
+    coefficients: tuple[float, ...] = ()
+    convention: str = "scale"
+    metadata: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "times", tuple(float(t) for t in self.times))
+        coeffs = tuple(float(c) for c in self.coefficients) or (1.0,) * (len(self.times) - 1)
+        object.__setattr__(self, "coefficients", coeffs)
+        object.__setattr__(self, "metadata", dict(self.metadata))
+        self.validate()
+
+    @classmethod
+    def uniform(cls, base: str, steps: int, t_max: float = 1.0, t_min: float = 1e-5, **metadata) -> "Schedule":
+        """M equal steps from t_max down to t_min (SEDD's linspace(1, 1e-5, M + 1))."""
+        if not isinstance(steps, int) or steps < 1:
+            raise ScheduleError(f"schedule.steps: must be a positive integer, got {steps!r}")
+        times = [t_max + (t_min - t_max) * k / steps for k in range(steps + 1)]
+        metadata.setdefault("method", "uniform")
+        return cls(base=base, times=times, metadata=metadata)
+
+    @property
+    def nfe(self) -> int:
+        """Network calls per sample: one per step, the final denoising step included."""
+        return len(self.coefficients)
+
+    def validate(self) -> None:
+        if self.base not in BASES:
+            raise ScheduleError(f"schedule.base: unknown {self.base!r}; choose one of {list(BASES)}")
+        if self.convention not in CONVENTIONS:
+            raise ScheduleError(f"schedule.convention: unknown {self.convention!r}; choose one of {list(CONVENTIONS)}")
+        t = self.times
+        if len(t) < 2:
+            raise ScheduleError(f"schedule.times: need at least 2 times (one step), got {len(t)}")
+        for k, tk in enumerate(t):
+            if not math.isfinite(tk):
+                raise ScheduleError(f"schedule.times[{k}]: not finite ({tk})")
+        if not 0.0 < t[-1]:
+            raise ScheduleError(f"schedule.times[{len(t) - 1}]: last time must be > 0, got {t[-1]}")
+        if t[0] > 1.0:
+            raise ScheduleError(f"schedule.times[0]: first time must be <= 1, got {t[0]}")
+        for k in range(1, len(t)):
+            if not t[k] < t[k - 1]:
+                raise ScheduleError(f"schedule.times[{k}]: times must strictly decrease, got {t[k]} after {t[k - 1]}")
+        if len(self.coefficients) != len(t) - 1:
+            raise ScheduleError(f"schedule.coefficients: need one per step ({len(t) - 1}), got {len(self.coefficients)}")
+        for k, c in enumerate(self.coefficients):
+            if not math.isfinite(c) or c < 0:
+                raise ScheduleError(f"schedule.coefficients[{k}]: must be finite and >= 0, got {c}")
+
+    # JSON ----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "base": self.base, "convention": self.convention, "nfe": self.nfe,
+                "times": list(self.times), "coefficients": list(self.coefficients), "metadata": self.metadata}
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "schedule") -> "Schedule":
+        if not isinstance(d, dict):
+            raise ScheduleError(f"{source}: expected a JSON object, got {type(d).__name__}")
+        if d.get("format") != FORMAT:
+            raise ScheduleError(f"{source}.format: expected {FORMAT!r}, got {d.get('format')!r}")
+        known = {"format", "base", "convention", "nfe", "times", "coefficients", "metadata"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ScheduleError(f"{source}: unknown field(s) {unknown}")
+        for key in ("base", "times"):
+            if key not in d:
+                raise ScheduleError(f"{source}.{key}: missing")
+        for key in ("times", "coefficients"):
+            if key in d and not (isinstance(d[key], list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d[key])):
+                raise ScheduleError(f"{source}.{key}: must be a list of numbers")
+        schedule = cls(base=d["base"], times=d["times"], coefficients=d.get("coefficients", []),
+                       convention=d.get("convention", "scale"), metadata=d.get("metadata", {}))
+        if "nfe" in d and d["nfe"] != schedule.nfe:
+            raise ScheduleError(f"{source}.nfe: says {d['nfe']} but the grid has {schedule.nfe} steps")
+        return schedule
+
+    def save(self, path) -> None:
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path) -> "Schedule":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ScheduleError(f"{path}: schedule file not found") from None
+        except json.JSONDecodeError as e:
+            raise ScheduleError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        try:
+            return cls.from_dict(d)
+        except ScheduleError as e:
+            raise ScheduleError(f"{path}: {e}") from None

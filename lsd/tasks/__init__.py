@@ -1,0 +1,1 @@
+"""Embedded tasks with exact ground truth."""
