@@ -65,14 +65,21 @@ class ExactScore:
         self.dist, self.graph = dist, graph
 
     def __call__(self, x, sigma_bar):
+        # Sequences repeat a lot (dim^L distinct states): score each distinct (x, sigma_bar) once.
+        key = torch.cat([x, sigma_bar.to(torch.float64).view(torch.long)[:, None]], dim=1)
+        unique, inverse = torch.unique(key, dim=0, return_inverse=True)
+        return self._score(unique[:, :-1], unique[:, -1].view(torch.float64))[inverse]
+
+    def _score(self, x, sigma_bar):
         states, p0 = self.dist.states, self.dist.probs
-        kernel = self.graph.transition(sigma_bar.to(torch.float64))  # [B, dim, V]
+        kernel = self.graph.transition(sigma_bar)  # [B, dim, V]
         at_x = kernel.gather(1, x[..., None].expand(-1, -1, kernel.shape[-1]))  # [B, L, V]: q(x_j | v)
         factors = at_x.gather(2, states.T[None].expand(len(x), -1, -1))  # [B, L, S]: q(x_j | x0_j)
         score = []
         for i in range(x.shape[1]):
             others = torch.cat([factors[:, :i], factors[:, i + 1:]], dim=1).prod(1) * p0  # [B, S]
-            numer = torch.einsum("bs,bys->by", others, kernel[:, :, states[:, i]])  # [B, dim]
+            by_value = others @ torch.nn.functional.one_hot(states[:, i], self.dist.vocab).to(others)  # [B, V]
+            numer = torch.einsum("bv,byv->by", by_value, kernel)  # [B, dim]
             score.append(numer / numer.gather(1, x[:, i:i + 1]))
         log_score = torch.log(torch.stack(score, dim=1)).clamp_min(-1e4)
         return log_score.scatter(-1, x[..., None], 0.0)

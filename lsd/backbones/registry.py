@@ -1,0 +1,68 @@
+"""Backbones by name: what configs refer to.
+
+`load_backbone(name_or_path)` returns a `Backbone`: the score model together with the
+graph, noise and sequence length it was trained for, and where it came from. Names:
+- `toy-absorbing`, `toy-uniform`: the exact-score test bed (lsd.tasks.toy).
+- `sedd-small`, `sedd-medium`, `radd`, `radd-lambda`: the paper's Hub checkpoints.
+- any Hub id (`owner/name`) or local checkpoint directory (config.json + weights).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..diffusion import AbsorbingGraph, GeometricNoise, Graph, LogLinearNoise, Noise, UniformGraph
+
+HUB_IDS = {
+    "sedd-small": "louaaron/sedd-small",
+    "sedd-medium": "louaaron/sedd-medium",
+    "radd": "JingyangOu/radd-t-dce",
+    "radd-lambda": "JingyangOu/radd-lambda-dce",
+}
+
+
+@dataclass
+class Backbone:
+    name: str
+    model: Callable  # the score model: (x_t [B, L], sigma_bar [B]) -> log score [B, L, dim]
+    graph: Graph
+    noise: Noise
+    length: int
+    info: dict = field(default_factory=dict)
+
+
+def _toy(name: str) -> Backbone:
+    from ..tasks.toy import ExactScore, ToyDistribution
+
+    dist = ToyDistribution()
+    graph, noise = (AbsorbingGraph(dist.vocab), LogLinearNoise()) if name == "toy-absorbing" else \
+        (UniformGraph(dist.vocab), GeometricNoise())
+    return Backbone(name, ExactScore(dist, graph), graph, noise, dist.length,
+                    {"source": "lsd.tasks.toy", "vocab": dist.vocab, "exact": True})
+
+
+def _dit(name: str, device, autocast: bool) -> Backbone:
+    from .dit import as_score_model
+    from .hub import load_dit
+
+    net = load_dit(HUB_IDS.get(name, name), device=device, autocast=autocast)
+    cfg = net.config
+    return Backbone(name, as_score_model(net), cfg.make_graph(), cfg.make_noise(), cfg.length,
+                    {**net.origin, "kind": cfg.kind, "tokens": cfg.tokens})
+
+
+BUILTIN = {"toy-absorbing": _toy, "toy-uniform": _toy}
+
+
+def backbone_names() -> list[str]:
+    return sorted(BUILTIN) + sorted(HUB_IDS)
+
+
+def load_backbone(name_or_path: str, device="cpu", autocast: bool = False) -> Backbone:
+    """A registered backbone by name, a Hub id or a local checkpoint directory."""
+    name = str(name_or_path)
+    if name in BUILTIN:
+        return BUILTIN[name](name)
+    if name in HUB_IDS or "/" in name or name.startswith("."):
+        return _dit(name, device, autocast)
+    raise ValueError(f"backbone: unknown {name!r}; choose one of {backbone_names()}, a Hub id or a directory")
