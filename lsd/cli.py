@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -83,6 +84,94 @@ def cmd_sample(args) -> None:
     print(f"wrote {args.out}: {tuple(x.shape)} tokens, NFE {meta['nfe']:g}, {wall:.1f} s")
 
 
+def _task_data(bb, n: int, seed: int):
+    """Data for JYS's noising: the task's corpus for embedded backbones, else teacher samples."""
+    if bb.info.get("task"):
+        from lsd.tasks import make_task
+
+        return make_task(bb.info["task"], **bb.info.get("task_config", {})).sample_corpus(n, seed=seed)[:, : bb.length]
+    from lsd.optimize.jys import teacher_data
+
+    return teacher_data(bb.model, bb.graph, bb.noise, n, bb.length, seed=seed)
+
+
+def cmd_distill(args) -> None:
+    """Distil a few-step schedule (JYS, LSD or LSD+) from a backbone; writes the schedule JSON."""
+    from lsd.backbones.registry import load_backbone
+
+    bb = load_backbone(args.backbone, device=args.device)
+    if args.method == "jys":
+        from lsd.optimize.jys import jys_schedule
+
+        schedule = jys_schedule(bb.model, bb.graph, bb.noise, _task_data(bb, args.trajectories, args.seed), args.nfe,
+                                base=args.base, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
+        schedule.metadata["backbone"] = args.backbone
+    else:
+        from lsd.optimize.lsd import distill
+
+        schedule = distill(bb.model, bb.graph, bb.noise, method=args.method, nfe=args.nfe, length=bb.length,
+                           base=args.base, convention=args.convention, coupling=args.coupling, zeta=args.zeta,
+                           teacher_steps=args.teacher_steps, trajectories=args.trajectories,
+                           candidates=args.candidates, seed=args.seed, batch_size=args.batch_size,
+                           device=args.device, progress=not args.quiet, backbone=args.backbone)
+    schedule.save(args.out)
+    m = schedule.metadata
+    print(f"wrote {args.out}: {args.method} {schedule.base} NFE {schedule.nfe}, "
+          f"{m.get('network_calls', '?')} network calls, {m.get('wall_time_s', float('nan')):.1f} s")
+
+
+def cmd_temperature(args) -> None:
+    """Uniform schedule whose temperature matches a learned schedule's sample entropy (baseline)."""
+    import lsd
+    from lsd.backbones.registry import load_backbone
+    from lsd.temperature import match_temperature
+
+    bb = load_backbone(args.backbone, device=args.device)
+    learned = lsd.Schedule.load(args.schedule)
+    out = match_temperature(bb.model, bb.graph, bb.noise, learned, length=bb.length, num_samples=args.num_samples,
+                            seed=args.seed, batch_size=args.batch_size, device=args.device)
+    out.metadata["backbone"] = args.backbone
+    out.save(args.out)
+    print(f"wrote {args.out}: temperature {out.temperature:.4f} (target entropy {out.metadata['target_entropy']:.4f})")
+
+
+def load_samples(path):
+    """Tokens and metadata written by `lsd sample`."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, "pt") as f:
+            return f.get_tensor("tokens"), json.loads((f.metadata() or {}).get("lsd", "{}"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: samples file not found") from None
+    except Exception as e:  # a truncated or foreign file
+        raise ValueError(f"{path}: not a samples file written by `lsd sample` ({e})") from None
+
+
+def cmd_evaluate(args) -> None:
+    """Evaluate samples and write one result record (value, 95% interval, provenance)."""
+    from lsd.backbones.registry import load_backbone
+    from lsd.evaluate import evaluate_samples
+    from lsd.metrics.records import make_record, write_record
+
+    x, meta = load_samples(args.samples)
+    info = meta.get("backbone_info") or load_backbone(args.backbone).info
+    start = time.perf_counter()
+    metrics = evaluate_samples(x, args.metrics, info, evaluator=args.evaluator, seed=args.seed,
+                               cache_dir=args.cache)
+    extra = {"schedule": meta.get("schedule"), "samples": str(args.samples), "sampling_wall_time_s": meta.get("wall_time_s"),
+             "evaluation_wall_time_s": time.perf_counter() - start, "evaluator": metrics.pop("_evaluator", None)}
+    record = make_record(backbone=args.backbone, sampler=args.sampler, nfe=args.nfe, seed=args.seed,
+                         metric_set="+".join(args.metrics), metrics=metrics, num_samples=int(x.shape[0]),
+                         nfe_spent=int(round(meta["nfe"])) if meta.get("nfe") is not None else None,
+                         wall_time_s=meta.get("wall_time_s"), config={"schedule": meta.get("schedule"),
+                                                                      "backbone": args.backbone},
+                         device=meta.get("device"), task=info.get("task"), extra=extra)
+    write_record(args.out, record)
+    shown = ", ".join(f"{k} {v['value']:.4g}" for k, v in metrics.items() if v["value"] is not None)
+    print(f"wrote {args.out}: {shown}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lsd", description=__doc__)
     parser.add_argument("--threads", type=int, default=None,
@@ -115,7 +204,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output .safetensors (a .json record is written beside it)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("distill", help=cmd_distill.__doc__, description=cmd_distill.__doc__)
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--method", choices=["jys", "lsd", "lsd+"], required=True)
+    p.add_argument("--base", choices=["euler", "tweedie"], default="euler")
+    p.add_argument("--nfe", type=int, required=True)
+    p.add_argument("--convention", choices=["scale", "power"], default="scale",
+                   help="scale: Phi * s (the paper's equations); power: s^Phi (the reference code)")
+    p.add_argument("--coupling", choices=["coupled", "independent"], default="coupled")
+    p.add_argument("--zeta", default="0.05", help="relaxed start: share of positions perturbed, or 'auto'")
+    p.add_argument("--teacher-steps", type=int, default=1024)
+    p.add_argument("--trajectories", type=int, default=64, help="teacher trajectories (JYS: data sequences)")
+    p.add_argument("--candidates", type=int, default=128, help="teacher times recorded for the student grid")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("temperature", help=cmd_temperature.__doc__, description=cmd_temperature.__doc__)
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--schedule", required=True, help="the learned schedule to match")
+    p.add_argument("--num-samples", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_temperature)
+
+    p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__, description=cmd_evaluate.__doc__)
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--samples", required=True, help=".safetensors written by `lsd sample`")
+    p.add_argument("--metrics", nargs="+", required=True,
+                   help="metric sets: oracle_ppl entropy countdown frechet gen_ppl")
+    p.add_argument("--evaluator", default="gpt2-large", help="causal LM for gen_ppl")
+    p.add_argument("--sampler", required=True, help="row label in the tables")
+    p.add_argument("--nfe", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=None, help="where to cache the digits classifier (safetensors)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    for name, module in EXTERNAL.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=mod.__doc__.strip().splitlines()[0], description=mod.__doc__)
+        mod.configure_parser(p)
+        p.set_defaults(func=mod.run)
     return parser
+
+
+# Subcommands that live with their library module: `configure_parser(parser)` and `run(args)`.
+EXTERNAL = {"train": "lsd.train", "report": "lsd.report"}
 
 
 def main(argv=None) -> int:

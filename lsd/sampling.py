@@ -50,37 +50,55 @@ def scaled_score(log_score: torch.Tensor, coefficient: float, convention: str) -
     return coefficient * torch.exp(log_score)
 
 
-def step_probabilities(graph: Graph, noise: Noise, schedule: Schedule, k: int,
-                       x: torch.Tensor, log_score: torch.Tensor):
-    """Unnormalised (move [B, L, dim], stay [B, L]) of step k of `schedule`, clamped at 0."""
-    t, t_next = schedule.times[k], schedule.times[k + 1]
-    score = scaled_score(log_score, schedule.coefficients[k], schedule.convention)
-    if schedule.base == "euler":
+def transition_probabilities(graph: Graph, noise: Noise, base: str, t: float, t_next: float, x: torch.Tensor,
+                             score: torch.Tensor, final: bool = False, temperature: float = 1.0):
+    """Unnormalised (move [B, L, dim], stay [B, L]) of one `base` step from t to t_next, clamped at 0.
+
+    `score` is the (already scaled) score s' in float64. `final` drops what stays absorbed.
+    `temperature` != 1 reshapes where a position moves (move_y proportional to move_y^(1/T))
+    without changing how much probability moves: the temperature-matched baselines."""
+    if base == "euler":
         t64 = torch.tensor(t, dtype=torch.float64, device=x.device)
         move = ((t - t_next) * noise.rate(t64)) * graph.reverse_weights(x) * score
         stay = 1.0 - move.sum(-1)
     else:
         times = torch.tensor([t, t_next], dtype=torch.float64, device=x.device)
         sb = noise.total(times)
-        delta = (sb[0] - sb[1]).expand(x.shape[0])
-        move, stay = graph.tweedie(x, score, delta)
-    if k == schedule.nfe - 1:
+        move, stay = graph.tweedie(x, score, (sb[0] - sb[1]).expand(x.shape[0]))
+    if final:
         move, stay = graph.finalize(move, stay, x)
-    return move.clamp_min(0.0), stay.clamp_min(0.0)
+    move, stay = move.clamp_min(0.0), stay.clamp_min(0.0)
+    if temperature != 1.0:
+        mass = move.sum(-1, keepdim=True)
+        sharp = torch.where(move > 0, move, 0.0) ** (1.0 / temperature)
+        move = sharp * (mass / sharp.sum(-1, keepdim=True).clamp_min(1e-300))
+    return move, stay
+
+
+def step_probabilities(graph: Graph, noise: Noise, schedule: Schedule, k: int,
+                       x: torch.Tensor, log_score: torch.Tensor):
+    """Unnormalised (move [B, L, dim], stay [B, L]) of step k of `schedule`, clamped at 0."""
+    score = scaled_score(log_score, schedule.coefficients[k], schedule.convention)
+    return transition_probabilities(graph, noise, schedule.base, schedule.times[k], schedule.times[k + 1], x, score,
+                                    final=k == schedule.nfe - 1, temperature=schedule.temperature)
+
+
+def pick_destination(rows: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw from unnormalised float64 rows [n, dim] with uniforms u [n]."""
+    cdf = rows.cumsum(-1)
+    target = u * cdf[:, -1]
+    return torch.searchsorted(cdf, target[:, None], right=True)[:, 0].clamp_max(rows.shape[-1] - 1)
 
 
 def draw(x: torch.Tensor, move: torch.Tensor, stay: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Next state from the step's probabilities and uniforms u [B, L, 2] (float64 throughout)."""
+    """Next state from the step's probabilities and uniforms u [B, L, 2] (float64 throughout):
+    u[..., 0] decides whether a position moves, u[..., 1] where to."""
     total_move = move.sum(-1)
     moves = u[..., 0] * (total_move + stay) < total_move
     if not moves.any():
         return x
-    rows = move[moves]
-    cdf = rows.cumsum(-1)
-    target = u[..., 1][moves] * cdf[:, -1]
-    choice = torch.searchsorted(cdf, target[:, None], right=True)[:, 0].clamp_max(rows.shape[-1] - 1)
     x_next = x.clone()
-    x_next[moves] = choice
+    x_next[moves] = pick_destination(move[moves], u[..., 1][moves])
     return x_next
 
 

@@ -6,6 +6,8 @@ coefficient convention:
 - `scale` (default, the paper's equations): step k uses Phi_k * s(x, tau_k) in place of s;
 - `power` (the LSD reference code): step k uses s^Phi_k = exp(Phi_k * log s).
 Either way the entry of the current token stays 1: it is p(x)/p(x), not a learned rate.
+`temperature` (default 1) sharpens (< 1) or flattens where a moving position goes without
+changing how much probability moves: the temperature-matched baselines.
 Uniform Euler/Tweedie, JYS, LSD and LSD+ are all just schedules fed to the same
 `lsd.sample`; a schedule of M steps costs exactly M network calls (NFE = M).
 """
@@ -33,6 +35,7 @@ class Schedule:
     times: tuple[float, ...]
     coefficients: tuple[float, ...] = ()
     convention: str = "scale"
+    temperature: float = 1.0
     metadata: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
@@ -40,6 +43,7 @@ class Schedule:
         coeffs = tuple(float(c) for c in self.coefficients) or (1.0,) * (len(self.times) - 1)
         object.__setattr__(self, "coefficients", coeffs)
         object.__setattr__(self, "metadata", dict(self.metadata))
+        object.__setattr__(self, "temperature", float(self.temperature))
         self.validate()
 
     @classmethod
@@ -61,6 +65,8 @@ class Schedule:
             raise ScheduleError(f"schedule.base: unknown {self.base!r}; choose one of {list(BASES)}")
         if self.convention not in CONVENTIONS:
             raise ScheduleError(f"schedule.convention: unknown {self.convention!r}; choose one of {list(CONVENTIONS)}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ScheduleError(f"schedule.temperature: must be finite and > 0, got {self.temperature}")
         t = self.times
         if len(t) < 2:
             raise ScheduleError(f"schedule.times: need at least 2 times (one step), got {len(t)}")
@@ -83,7 +89,7 @@ class Schedule:
     # JSON ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"format": FORMAT, "base": self.base, "convention": self.convention, "nfe": self.nfe,
-                "times": list(self.times), "coefficients": list(self.coefficients), "metadata": self.metadata}
+                "temperature": self.temperature, "times": list(self.times), "coefficients": list(self.coefficients), "metadata": self.metadata}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "schedule") -> "Schedule":
@@ -91,7 +97,7 @@ class Schedule:
             raise ScheduleError(f"{source}: expected a JSON object, got {type(d).__name__}")
         if d.get("format") != FORMAT:
             raise ScheduleError(f"{source}.format: expected {FORMAT!r}, got {d.get('format')!r}")
-        known = {"format", "base", "convention", "nfe", "times", "coefficients", "metadata"}
+        known = {"format", "base", "convention", "nfe", "temperature", "times", "coefficients", "metadata"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ScheduleError(f"{source}: unknown field(s) {unknown}")
@@ -102,7 +108,8 @@ class Schedule:
             if key in d and not (isinstance(d[key], list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d[key])):
                 raise ScheduleError(f"{source}.{key}: must be a list of numbers")
         schedule = cls(base=d["base"], times=d["times"], coefficients=d.get("coefficients", []),
-                       convention=d.get("convention", "scale"), metadata=d.get("metadata", {}))
+                       convention=d.get("convention", "scale"), temperature=d.get("temperature", 1.0),
+                       metadata=d.get("metadata", {}))
         if "nfe" in d and d["nfe"] != schedule.nfe:
             raise ScheduleError(f"{source}.nfe: says {d['nfe']} but the grid has {schedule.nfe} steps")
         return schedule

@@ -54,7 +54,8 @@ def _offline(monkeypatch):
 
 def reference_keys() -> dict:
     here = Path(__file__)
-    candidates = [here.resolve().parents[1].parent / "shared" / "reference",
+    candidates = [here.resolve().parent / "data",  # a copy of shared/reference/sedd-small.keys.tsv
+                  here.resolve().parents[1].parent / "shared" / "reference",
                   here.parents[1] / ".." / "shared" / "reference",
                   here.resolve().parents[1] / "shared" / "reference"]
     if os.environ.get("LSD_REFERENCE_DIR"):

@@ -43,6 +43,7 @@ def _valid():
     ({"nfe": 4}, "schedule.nfe"),
     ({"format": "other"}, "schedule.format"),
     ({"extra": 1}, "unknown field"),
+    ({"temperature": 0}, "schedule.temperature"),
 ])
 def test_invalid_schedules_are_refused_naming_the_field(tmp_path, change, field):
     d = {**_valid(), **change}

@@ -69,6 +69,13 @@ class DiTConfig:
     noise: a `lsd.make_noise` dict, e.g. {"type": "loglinear", "eps": 1e-3}.
     scale_by_sigma: SEDD's absorbing output offset (ignored by RADD).
     dropout: residual dropout, used only in training mode.
+    conv_kernel: optional local mixing (off at 0, the SEDD/RADD layout): an odd kernel size k
+        adds a depthwise 1D convolution (zero padding, ``blocks.i.conv.{weight,bias}``) in
+        every block, applied to the attention branch's input and added to its output. Written
+        to config.json (``model.conv_kernel``) only when on.
+    pos_embed: optional learned absolute position table ``pos_embed`` [length, hidden] added
+        to the token embeddings (off by default: SEDD/RADD use rotary only; inputs may then
+        be at most `length` long). Written to config.json (``model.pos_embed``) only when on.
     extra: the rest of a hub config.json (training, data, ...) kept for a faithful round trip.
     """
 
@@ -85,6 +92,8 @@ class DiTConfig:
     dropout: float = 0.1
     mlp_ratio: int = 4
     rotary_base: float = 10000.0
+    conv_kernel: int = 0
+    pos_embed: bool = False
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -106,6 +115,11 @@ class DiTConfig:
             raise ValueError("DiTConfig: kind 'radd' predicts x0 on the absorbing graph only")
         if self.kind == "sedd" and self.scale_by_sigma and self.graph != "absorbing":
             raise ValueError("DiTConfig.scale_by_sigma: defined for the absorbing graph only (set it to false)")
+        if isinstance(self.conv_kernel, bool) or not isinstance(self.conv_kernel, int) or self.conv_kernel < 0 \
+                or (self.conv_kernel and self.conv_kernel % 2 == 0):
+            raise ValueError(f"DiTConfig.conv_kernel: must be 0 (off) or an odd positive integer, got {self.conv_kernel!r}")
+        if not isinstance(self.pos_embed, bool):
+            raise ValueError(f"DiTConfig.pos_embed: must be true or false, got {self.pos_embed!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"DiTConfig.dropout: must lie in [0, 1), got {self.dropout}")
         self.noise = dict(self.noise)
@@ -202,7 +216,8 @@ class DiTConfig:
                 length=int(model.get("length", 1024)), kind=kind, graph=graph, noise=noise,
                 scale_by_sigma=bool(model.get("scale_by_sigma", kind == "sedd" and graph == "absorbing")),
                 dropout=float(model.get("dropout", 0.0)), mlp_ratio=int(model.get("mlp_ratio", 4)),
-                rotary_base=float(model.get("rotary_base", 10000.0)), extra=copy.deepcopy(config))
+                rotary_base=float(model.get("rotary_base", 10000.0)), conv_kernel=int(model.get("conv_kernel", 0)),
+                pos_embed=bool(model.get("pos_embed", False)), extra=copy.deepcopy(config))
         except (TypeError, ValueError) as err:
             raise ValueError(f"DiT config.json: {err}") from None
 
@@ -249,7 +264,7 @@ class DiTConfig:
             model.setdefault("use_checkpoint", False)
             model.setdefault("dtype", "bfloat16")
         model["dropout"] = float(self.dropout)
-        for name, default in (("mlp_ratio", 4), ("rotary_base", 10000.0)):
+        for name, default in (("mlp_ratio", 4), ("rotary_base", 10000.0), ("conv_kernel", 0), ("pos_embed", False)):
             if getattr(self, name) != default:
                 model[name] = getattr(self, name)
             else:
@@ -357,7 +372,8 @@ def apply_rotary(x, cos, sin):
 class DiTBlock(nn.Module):
     """Pre-norm transformer block; with `cond_dim` it is SEDD's adaLN block, without it RADD's."""
 
-    def __init__(self, dim: int, n_heads: int, cond_dim: int | None, mlp_ratio: int = 4, dropout: float = 0.0):
+    def __init__(self, dim: int, n_heads: int, cond_dim: int | None, mlp_ratio: int = 4, dropout: float = 0.0,
+                 conv_kernel: int = 0):
         super().__init__()
         self.n_heads = n_heads
         self.dropout = dropout
@@ -365,6 +381,8 @@ class DiTBlock(nn.Module):
         self.norm1 = LayerNorm(dim, bias=not conditioned)
         self.attn_qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.attn_out = nn.Linear(dim, dim, bias=False)
+        # Optional depthwise convolution over positions (DiTConfig.conv_kernel), beside attention.
+        self.conv = nn.Conv1d(dim, dim, conv_kernel, padding=conv_kernel // 2, groups=dim) if conv_kernel else None
         self.norm2 = LayerNorm(dim, bias=not conditioned)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(approximate="tanh"),
                                  nn.Linear(mlp_ratio * dim, dim))
@@ -382,7 +400,10 @@ class DiTBlock(nn.Module):
         k = apply_rotary(qkv[:, :, 1], cos, sin)
         v = qkv[:, :, 2]
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return self.attn_out(out.transpose(1, 2).reshape(b, l, d))
+        out = self.attn_out(out.transpose(1, 2).reshape(b, l, d))
+        if self.conv is not None:
+            out = out + self.conv(h.transpose(1, 2)).transpose(1, 2)
+        return out
 
     def forward(self, x, cos, sin, c=None):
         drop = self.dropout if self.training else 0.0
@@ -452,7 +473,12 @@ class DiT(nn.Module):
             self.sigma_map = TimestepEmbedder(cond)
         self.rotary_emb = Rotary(config.head_dim, config.rotary_base)
         self.blocks = nn.ModuleList([DiTBlock(config.hidden_size, config.n_heads, cond, config.mlp_ratio,
-                                              config.dropout) for _ in range(config.n_blocks)])
+                                              config.dropout, config.conv_kernel) for _ in range(config.n_blocks)])
+        if config.pos_embed:
+            self.pos_embed = nn.Parameter(torch.empty(config.length, config.hidden_size))
+            nn.init.normal_(self.pos_embed, std=0.02)
+        else:
+            self.pos_embed = None
         self.output_layer = FinalLayer(config.hidden_size, config.num_classes, cond)
 
     @property
@@ -472,6 +498,10 @@ class DiT(nn.Module):
                 raise ValueError(f"DiT: sigma_bar has {sigma_bar.shape[0]} entries for a batch of {x_t.shape[0]}")
             c = F.silu(self.sigma_map(sigma_bar.to(self.sigma_map.mlp[0].weight.dtype)))
         x = self.vocab_embed(x_t)
+        if self.pos_embed is not None:
+            if x_t.shape[1] > cfg.length:
+                raise ValueError(f"DiT(pos_embed): inputs of {x_t.shape[1]} tokens exceed the position table ({cfg.length})")
+            x = x + self.pos_embed[: x_t.shape[1]]
         cos, sin = self.rotary_emb(x_t.shape[1], x_t.device)
         use_autocast = self.autocast and x_t.device.type == "cuda"
         context = torch.autocast("cuda", dtype=torch.bfloat16) if use_autocast else contextlib.nullcontext()

@@ -3,6 +3,9 @@
 `load_backbone(name_or_path)` returns a `Backbone`: the score model together with the
 graph, noise and sequence length it was trained for, and where it came from. Names:
 - `toy-absorbing`, `toy-uniform`: the exact-score test bed (lsd.tasks.toy).
+- `oracle-exact`: the perfect denoiser of the `oracle-text` language (forward-backward).
+- `tiny-sedd-text`, `tiny-radd-text`, `tiny-sedd-countdown`, `tiny-sedd-digits`: small
+  backbones trained here (`lsd train`), committed under `checkpoints/`.
 - `sedd-small`, `sedd-medium`, `radd`, `radd-lambda`: the paper's Hub checkpoints.
 - any Hub id (`owner/name`) or local checkpoint directory (config.json + weights).
 """
@@ -51,7 +54,26 @@ def _dit(name: str, device, autocast: bool) -> Backbone:
                     {**net.origin, "kind": cfg.kind, "tokens": cfg.tokens})
 
 
-BUILTIN = {"toy-absorbing": _toy, "toy-uniform": _toy}
+def _oracle_exact(name: str) -> Backbone:
+    from ..tasks.oracle_text import OracleText
+    from .oracle_exact import oracle_exact_score
+
+    task = OracleText()
+    model = oracle_exact_score(task)
+    return Backbone(name, model, model.graph, LogLinearNoise(), task.length,
+                    {"source": "lsd.backbones.oracle_exact", "exact": True, "task": "oracle-text",
+                     "task_config": task.config(), "task_fingerprint": task.fingerprint()})
+
+
+def _trained(name: str) -> Backbone:
+    from .trained import load_trained
+
+    return load_trained(name)
+
+
+TRAINED = ("tiny-sedd-text", "tiny-radd-text", "tiny-sedd-countdown", "tiny-sedd-digits")
+BUILTIN = {"toy-absorbing": _toy, "toy-uniform": _toy, "oracle-exact": _oracle_exact,
+           **{name: _trained for name in TRAINED}}
 
 
 def backbone_names() -> list[str]:

@@ -1,0 +1,181 @@
+"""The trained backbones against their goals (`lsd train` recipes, checkpoints/<name>/).
+
+For each backbone, uniform Euler at 1024 and at 8 steps (NFE = network calls):
+- oracle-text (tiny-sedd-text, tiny-radd-text): oracle perplexity exp(mean NLL / L) under the
+  true language (`OracleText.nll`), goal <= 1.5 x exp(entropy_rate()) at 1024 steps; the
+  exact denoiser (`lsd.backbones.oracle_exact`) is run beside them as the reference; plus
+  the mean KL(exact posterior || model posterior) per masked token at three mask levels.
+- countdown (tiny-sedd-countdown): share of samples violating the rule, goal <= 5 %
+  at 1024 steps, and the per-transition violation share.
+- digits (tiny-sedd-digits): a grid of samples in benchmarks/digits_samples.png (and the
+  8-step grid in benchmarks/digits_samples_8.png), plus the mean per-pixel grey-level
+  distance of each sample to its nearest training image (a memorisation / quality probe).
+Every backbone: 8 steps must be clearly worse than 1024 steps.
+
+Prints the numbers and writes benchmarks/BACKBONES.md.
+
+    python benchmarks/backbones.py [--samples 64] [--threads 1] [--only NAME ...] [--dir NAME=PATH ...]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import lsd
+from lsd.backbones.trained import TRAINED, load_trained
+
+HERE = Path(__file__).resolve().parent
+STEPS = (1024, 8)
+
+
+def load(name: str, directories: dict):
+    if name in directories:
+        from lsd.backbones.dit import as_score_model
+        from lsd.backbones.hub import load_dit
+        from lsd.backbones.registry import Backbone
+
+        net = load_dit(directories[name])
+        cfg = net.config
+        return Backbone(name, as_score_model(net), cfg.make_graph(), cfg.make_noise(), cfg.length, net.origin)
+    return load_trained(name)
+
+
+def draw(bb, steps: int, n: int, seed: int, batch: int) -> tuple[torch.Tensor, float]:
+    schedule = lsd.Schedule.uniform("euler", steps)
+    start = time.perf_counter()
+    x = lsd.sample(bb.model, schedule, graph=bb.graph, noise=bb.noise, num_samples=n, length=bb.length,
+                   seed=seed, batch_size=batch)
+    return x, time.perf_counter() - start
+
+
+@torch.no_grad()
+def posterior_kl(bb, task, levels=(0.2, 0.5, 0.8), n: int = 64, seed: int = 1) -> dict:
+    """Mean KL(exact || model) of p(x0_i | x_t) over masked positions, per masked fraction."""
+    from lsd.backbones.oracle_exact import OracleDenoiser
+
+    exact = OracleDenoiser(task)
+    x0 = task.sample_corpus(n, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for level in levels:
+        masked = torch.rand(x0.shape, generator=g) < level
+        x_t = torch.where(masked, task.vocab, x0)
+        sigma_bar = torch.full((n,), -math.log(1.0 - level), dtype=torch.float64)
+        log_p = exact(x_t, sigma_bar)
+        log_q = torch.log_softmax(bb.model(x_t, sigma_bar).double()[..., : task.vocab], dim=-1)
+        kl = (log_p.exp() * (log_p - log_q)).sum(-1)
+        out[level] = float(kl[masked].mean())
+    return out
+
+
+def text(bb, args, rows, lines):
+    from lsd.backbones.oracle_exact import oracle_exact_score
+    from lsd.backbones.registry import Backbone
+    from lsd.tasks.oracle_text import OracleText
+
+    task = OracleText()
+    floor = task.entropy_rate()
+    goal = 1.5 * math.exp(floor)
+    exact = Backbone("exact", oracle_exact_score(task), bb.graph, bb.noise, task.length)
+    kl = posterior_kl(bb, task)
+    result = {}
+    for steps in STEPS:
+        for who, model in (("model", bb), ("exact", exact)):
+            x, wall = draw(model, steps, args.samples, args.seed, args.batch)
+            nll = float(task.nll(x).mean()) / task.length
+            result[(who, steps)] = nll
+            print(f"  {bb.name:<20} {who:<6} Euler {steps:>4} steps: {nll:.3f} nats/token, oracle PPL "
+                  f"{math.exp(nll):6.2f}  ({wall:.0f} s)", flush=True)
+    ok = math.exp(result[("model", 1024)]) <= goal and result[("model", 8)] > result[("model", 1024)] + 0.1
+    rows.append((bb.name, f"oracle PPL {math.exp(result[('model', 1024)]):.2f} "
+                 f"({result[('model', 1024)]:.3f} nats/token)",
+                 f"oracle PPL {math.exp(result[('model', 8)]):.2f} ({result[('model', 8)]:.3f})",
+                 f"<= {goal:.2f} at 1024 steps", "yes" if ok else "NO"))
+    lines.append(f"- `{bb.name}`: exact denoiser on the same seeds: {result[('exact', 1024)]:.3f} nats/token at "
+                 f"1024 steps, {result[('exact', 8)]:.3f} at 8; language entropy rate {floor:.3f} "
+                 f"(PPL {math.exp(floor):.2f}). KL(exact || model) per masked token at mask rate "
+                 + ", ".join(f"{k:.1f}: {v:.3f}" for k, v in kl.items()) + " nats.")
+
+
+def countdown(bb, args, rows, lines):
+    from lsd.tasks.countdown import Countdown
+
+    task = Countdown()
+    result = {}
+    for steps in STEPS:
+        x, wall = draw(bb, steps, args.samples, args.seed, args.batch)
+        result[steps] = (float(task.violates(x).double().mean()), float(task.violation_share(x).mean()))
+        print(f"  {bb.name:<20} Euler {steps:>4} steps: {100 * result[steps][0]:5.1f}% samples violate, "
+              f"{100 * result[steps][1]:.2f}% of transitions  ({wall:.0f} s)", flush=True)
+    ok = result[1024][0] <= 0.05 and result[8][0] > result[1024][0] + 0.2
+    rows.append((bb.name, f"{100 * result[1024][0]:.1f}% samples violate ({100 * result[1024][1]:.2f}% transitions)",
+                 f"{100 * result[8][0]:.1f}% ({100 * result[8][1]:.2f}%)", "<= 5% at 1024 steps",
+                 "yes" if ok else "NO"))
+
+
+def digits(bb, args, rows, lines):
+    from lsd.tasks.digits import Digits, save_grid
+
+    task = Digits()
+    train = task.train.double()
+    result = {}
+    for steps in STEPS:
+        x, wall = draw(bb, steps, args.samples, args.seed, args.batch)
+        path = HERE / ("digits_samples.png" if steps == 1024 else f"digits_samples_{steps}.png")
+        save_grid(x, path)
+        dist = torch.cdist(x.double(), train, p=1).min(1).values / task.length  # grey levels per pixel
+        result[steps] = float(dist.mean())
+        print(f"  {bb.name:<20} Euler {steps:>4} steps: mean L1 to nearest training image "
+              f"{result[steps]:.2f} grey levels/pixel, grid {path.name}  ({wall:.0f} s)", flush=True)
+    test = task.test.double()
+    ref = float((torch.cdist(test, train, p=1).min(1).values / task.length).mean())
+    ok = result[8] > result[1024]
+    rows.append((bb.name, f"L1 to nearest train image {result[1024]:.2f}/pixel, `digits_samples.png`",
+                 f"{result[8]:.2f}/pixel, `digits_samples_8.png`", "recognisable digits", "yes (see grid)" if ok else "NO"))
+    lines.append(f"- `{bb.name}`: held-out test images lie {ref:.2f} grey levels/pixel from their nearest training "
+                 f"image (the scale of the L1 probe; 0 would mean copies of training images).")
+
+
+TASK_OF = {"tiny-sedd-text": text, "tiny-radd-text": text, "tiny-sedd-countdown": countdown,
+           "tiny-sedd-digits": digits}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", nargs="+", default=list(TRAINED), choices=list(TRAINED))
+    ap.add_argument("--dir", nargs="+", default=[], metavar="NAME=PATH", help="evaluate another checkpoint directory")
+    ap.add_argument("--no-write", action="store_true", help="do not write BACKBONES.md")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    directories = dict(item.split("=", 1) for item in args.dir)
+    rows, lines = [], []
+    start = time.perf_counter()
+    for name in args.only:
+        bb = load(name, directories)
+        print(f"{name}: {bb.info.get('steps', '?')} training steps", flush=True)
+        TASK_OF[name](bb, args, rows, lines)
+    wall = time.perf_counter() - start
+    table = ["| backbone | Euler 1024 steps | Euler 8 steps | goal | met |", "| --- | --- | --- | --- | --- |"]
+    table += [f"| `{r[0]}` | {r[1]} | {r[2]} | {r[3]} | {r[4]} |" for r in rows]
+    print("\n".join(table))
+    if not args.no_write:
+        text_md = ["# Trained backbones (`lsd train`)", "",
+                   f"`python benchmarks/backbones.py --samples {args.samples} --threads {args.threads}` "
+                   f"({args.samples} samples per cell, seed {args.seed}, uniform Euler, NFE = steps; "
+                   f"{wall / 60:.1f} min on {args.threads} CPU thread(s)). Recipes: `lsd.train.RECIPES`.", "",
+                   *table, "", *lines, ""]
+        (HERE / "BACKBONES.md").write_text("\n".join(text_md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The small backbones trained by this harness (`lsd train`), loaded by name.
+
+Checkpoints live in `checkpoints/<name>/` at the repository root: `config.json` +
+`model.safetensors` (the Hub layout of `lsd.backbones.hub.save_dit`) and `training.json`
+(the recipe, seed, task fingerprint and provenance). `LSD_CHECKPOINTS` moves the folder.
+Names and recipes: `lsd.train.RECIPES`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .hub import BackboneNotAvailable
+
+TRAINED = ("tiny-sedd-text", "tiny-radd-text", "tiny-sedd-countdown", "tiny-sedd-digits")
+
+
+def checkpoints_root() -> Path:
+    env = os.environ.get("LSD_CHECKPOINTS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+def checkpoint_dir(name: str) -> Path:
+    return checkpoints_root() / name
+
+
+def load_trained(name: str, device="cpu", autocast: bool = False):
+    """`registry.Backbone` of a trained backbone: the score model (RADD wrapped in
+    `DenoiserScore`), its graph, noise and length, and `info` with the training record."""
+    from .dit import as_score_model
+    from .hub import load_dit
+    from .registry import Backbone
+
+    if name not in TRAINED:
+        raise ValueError(f"trained backbone: unknown {name!r}; choose one of {list(TRAINED)}")
+    folder = checkpoint_dir(name)
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise BackboneNotAvailable(f"{name}: no checkpoint in {folder}; `lsd train --recipe {name}` reproduces it")
+    net = load_dit(folder, device=device, autocast=autocast)
+    cfg = net.config
+    info = {**net.origin, "kind": cfg.kind, "tokens": cfg.tokens, "trained": True}
+    record = folder / "training.json"
+    if record.is_file():
+        data = json.loads(record.read_text())
+        info.update(task=data.get("task"), steps=data.get("steps"), seed=data.get("seed"),
+                    git=(data.get("provenance") or {}).get("git"))
+    return Backbone(name, as_score_model(net), cfg.make_graph(), cfg.make_noise(), cfg.length, info)

@@ -1,0 +1,1 @@
+"""Schedule optimisers: each one turns a backbone into a `lsd.Schedule` (JYS, LSD, LSD+)."""

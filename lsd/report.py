@@ -1,0 +1,499 @@
+"""Write tables, figures and an index from result records (`lsd report`).
+
+`lsd report --records results/records --out results/` reads every result record (via
+`lsd.metrics.records.load_records`) and writes, each file atomically:
+- `metrics.csv`: every metric value of every record, one row each (tidy), as loaded;
+- `summary.csv`: per backbone, sampler, NFE and metric the mean over seeds and its 95%
+  interval over seeds (`lsd.metrics.intervals.seed_interval`; with a single seed, the
+  record's own interval over samples, named in the `interval` column);
+- `tables/<backbone>__<metric>.tex`: the layout of the paper's Table 1, a row per sampler,
+  a column per NFE, `mean [low, high]`, the best mean of each column in bold where the
+  metric has a direction (perplexities, NLL, Frechet distances and error rates: lower is
+  better; entropy has no best, so it is a table of its own without bold);
+- `figures/<backbone>__metrics_vs_nfe.png` (log axes), `<backbone>__<metric>_vs_entropy.png`
+  (quality against diversity) and, with `--schedules`, `<backbone>__<sampler>__schedule.png`
+  (learned coefficients Phi_k and step sizes kappa_k of every NFE);
+- `README.md` indexing them.
+Reference values that do not depend on the sampler (a task's perplexity floor, the data's
+entropy: constant and without an interval) get no table of their own; they are listed in
+the README, under the tables they belong to, and drawn as dotted lines in the figures.
+
+`--schedules DIR` expects the workflow's layout `DIR/<backbone>/<sampler>/nfe<N>/seed<S>.json`.
+`--backbones`, `--samplers`, `--nfe` and `--seeds` keep only those cells (the workflow
+passes its grid, so stale records of an older config are left out) and order the rows.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+LOWER_IS_BETTER = re.compile(r"ppl|perplexity|nll|frechet|fid|error|(^|_)tv($|_)|(^|_)kl($|_)")
+HIGHER_IS_BETTER = re.compile(r"accuracy|(^|_)acc($|_)|success")
+REFERENCE_NAME = re.compile(r"floor|^data_|reference")
+GROUP = ["backbone", "sampler", "nfe", "metric"]
+SCHEDULE_PATH = re.compile(r"(?P<backbone>[^/]+)/(?P<sampler>[^/]+)/nfe(?P<nfe>\d+)/seed(?P<seed>\d+)\.json$")
+
+
+class ReportError(ValueError):
+    """Nothing to report, or records that contradict each other."""
+
+
+# the command line ---------------------------------------------------------------------
+def configure_parser(p) -> None:
+    p.add_argument("--records", required=True, help="folder of result records (read recursively)")
+    p.add_argument("--out", required=True, help="output folder (metrics.csv, summary.csv, tables/, figures/, README.md)")
+    p.add_argument("--schedules", default=None,
+                   help="folder of schedules, <backbone>/<sampler>/nfe<N>/seed<S>.json: plots the learned ones")
+    p.add_argument("--backbones", nargs="+", default=None, help="keep these backbones, in this order")
+    p.add_argument("--samplers", nargs="+", default=None, help="keep these samplers, in this order (table rows)")
+    p.add_argument("--nfe", nargs="+", type=int, default=None, help="keep these NFE")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="keep these seeds")
+    p.add_argument("--confidence", type=float, default=0.95, help="level of the intervals over seeds")
+
+
+def run(args) -> None:
+    written = build_report(args.records, args.out, schedules=args.schedules, backbones=args.backbones,
+                           samplers=args.samplers, nfe=args.nfe, seeds=args.seeds, confidence=args.confidence)
+    n_tables = sum(1 for p in written if p.endswith(".tex"))
+    n_figures = sum(1 for p in written if p.endswith(".png"))
+    print(f"wrote {args.out}: metrics.csv, summary.csv, {n_tables} tables, {n_figures} figures, README.md")
+
+
+# helpers ------------------------------------------------------------------------------
+def direction(metric: str) -> str | None:
+    """'lower', 'higher' or None (no best: entropy and anything unrecognised)."""
+    if HIGHER_IS_BETTER.search(metric):
+        return "higher"
+    if LOWER_IS_BETTER.search(metric):
+        return "lower"
+    return None
+
+
+def format_number(v: float) -> str:
+    """About four significant digits, fixed point (the tables' and the README's format)."""
+    if v is None or not math.isfinite(v):
+        return "--"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:.0f}"
+    if a >= 100:
+        return f"{v:.1f}"
+    if a >= 10:
+        return f"{v:.2f}"
+    if a >= 1:
+        return f"{v:.3f}"
+    return f"{v:.4f}"
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def safe_name(text) -> str:
+    return re.sub(r"[^A-Za-z0-9._+@-]", "-", str(text))
+
+
+def _write_text(path: Path, text: str) -> Path:
+    from .io import atomic_write_text
+
+    atomic_write_text(path, text)
+    return path
+
+
+def _save_figure(fig, path: Path) -> Path:
+    """savefig into a temporary file beside `path`, then rename: never a half-written PNG."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _ordered(values, order) -> list:
+    present = list(dict.fromkeys(values))
+    if order:
+        return [v for v in order if v in present]
+    return sorted(present)
+
+
+# the data -----------------------------------------------------------------------------
+def load(records, backbones=None, samplers=None, nfe=None, seeds=None):
+    """The records as a tidy DataFrame, filtered to the given cells and checked for duplicates."""
+    from .metrics.records import load_records
+
+    df = load_records(records)
+    for column, keep in (("backbone", backbones), ("sampler", samplers), ("nfe", nfe), ("seed", seeds)):
+        if keep:
+            df = df[df[column].isin(list(keep))]
+    if df.empty:
+        raise ReportError(f"{records}: no result records" + (" for the requested cells" if any(
+            (backbones, samplers, nfe, seeds)) else ""))
+    key = ["backbone", "sampler", "nfe", "seed", "metric"]
+    dup = df[df.duplicated(key, keep=False)]
+    if not dup.empty:
+        row = dup.iloc[0]
+        files = sorted(set(dup[(dup[key] == row[key]).all(axis=1)]["file"]))
+        raise ReportError(f"metric {row['metric']!r} of {row['backbone']}/{row['sampler']}/NFE {row['nfe']}/seed "
+                          f"{row['seed']} appears in more than one record: {files}")
+    bb_order = _ordered(df["backbone"], backbones)
+    s_order = _ordered(df["sampler"], samplers)
+    df = df.assign(_b=df["backbone"].map(bb_order.index), _s=df["sampler"].map(s_order.index))
+    df = df.sort_values(["_b", "_s", "nfe", "seed", "metric"]).drop(columns=["_b", "_s"]).reset_index(drop=True)
+    return df, bb_order, s_order
+
+
+def reference_metrics(df) -> dict:
+    """{backbone: {metric: value}} of metrics that do not depend on the cell (constant, no interval)."""
+    out = {}
+    for (backbone, metric), g in df.groupby(["backbone", "metric"], sort=False):
+        values = g["value"].dropna()
+        if values.empty or g["low"].notna().any() or g["high"].notna().any():
+            continue
+        if not (values.max() - values.min() <= 1e-12 * max(1.0, abs(values.iloc[0]))):
+            continue
+        if len(g.groupby(["sampler", "nfe"])) > 1 or REFERENCE_NAME.search(metric):
+            out.setdefault(backbone, {})[metric] = float(values.iloc[0])
+    return out
+
+
+def summarize(df, confidence: float = 0.95):
+    """Mean over seeds with its interval, per backbone, sampler, NFE and metric."""
+    import pandas as pd
+
+    from .metrics.intervals import seed_interval
+
+    rows = []
+    for (backbone, sampler, nfe, metric), g in df.groupby(GROUP, sort=False):
+        values = g["value"].dropna().to_numpy()
+        row = {"backbone": backbone, "sampler": sampler, "nfe": int(nfe), "metric": metric,
+               "n_seeds": int(len(values)), "seeds": " ".join(str(s) for s in sorted(g["seed"]))}
+        if len(values) == 0:
+            row.update(mean=math.nan, low=math.nan, high=math.nan, interval="none")
+        elif len(values) == 1:
+            # one seed: the record's own interval over samples, when it has one
+            low, high = float(g["low"].iloc[0]), float(g["high"].iloc[0])
+            method = g["interval_method"].iloc[0]
+            row.update(mean=float(values[0]), low=low, high=high,
+                       interval=f"samples:{method}" if math.isfinite(low) and method else
+                       ("samples" if math.isfinite(low) else "none"))
+        else:
+            iv = seed_interval(values, confidence=confidence)
+            row.update(mean=iv.estimate, low=iv.low, high=iv.high, interval=f"seeds:{iv.method}")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["backbone", "sampler", "nfe", "metric", "mean", "low", "high", "n_seeds",
+                                       "seeds", "interval"])
+
+
+# tables -------------------------------------------------------------------------------
+def cell_text(mean: float, low: float, high: float) -> str:
+    if not math.isfinite(mean):
+        return "--"
+    text = format_number(mean)
+    if math.isfinite(low) and math.isfinite(high):
+        text += r" {\scriptsize [" + format_number(low) + ", " + format_number(high) + "]}"
+    return text
+
+
+def best_rows(table, metric: str) -> dict:
+    """{column: set of row labels} holding the best (rounded) mean of each column."""
+    sense = direction(metric)
+    out = {}
+    if sense is None:
+        return out
+    for column in table.columns:
+        col = table[column].dropna()
+        if len(col) < 2:
+            continue
+        rounded = col.map(lambda v: float(format_number(v)))
+        target = rounded.min() if sense == "lower" else rounded.max()
+        out[column] = set(rounded.index[rounded == target])
+    return out
+
+
+def latex_table(summary, backbone: str, metric: str, samplers: list, references: dict) -> str:
+    """One table: rows = samplers, columns = NFE, `mean [low, high]`, best per column in bold."""
+    import pandas as pd
+
+    s = summary[(summary["backbone"] == backbone) & (summary["metric"] == metric)]
+    rows = [x for x in samplers if x in set(s["sampler"])]
+    nfes = sorted(set(s["nfe"]))
+    means = s.pivot(index="sampler", columns="nfe", values="mean").reindex(index=rows, columns=nfes)
+    lows = s.pivot(index="sampler", columns="nfe", values="low").reindex(index=rows, columns=nfes)
+    highs = s.pivot(index="sampler", columns="nfe", values="high").reindex(index=rows, columns=nfes)
+    text = pd.DataFrame({f"NFE={n}": [cell_text(means.at[r, n], lows.at[r, n], highs.at[r, n]) for r in rows]
+                         for n in nfes}, index=rows)
+    text.columns.name = "Sampler"
+    best = best_rows(means, metric)
+
+    def bold(column):
+        n = int(column.name.split("=", 1)[1])
+        return ["textbf:--rwrap;" if r in best.get(n, ()) else "" for r in column.index]
+
+    styler = text.style.format_index(escape="latex", axis=0).apply(bold, axis=0)
+    sense = direction(metric)
+    methods = sorted(set(s["interval"]))
+    interval_note = {"seeds": "95\\% interval over seeds", "samples": "95\\% interval over samples (one seed)"}
+    notes = sorted({interval_note.get(m.split(":", 1)[0], "no interval") for m in methods})
+    caption = (f"{latex_escape(backbone)}: {latex_escape(metric)}"
+               + {"lower": " (lower is better)", "higher": " (higher is better)", None: ""}[sense]
+               + f". Mean over seeds [{'; '.join(notes)}]"
+               + ("; best mean per NFE in bold" if sense else "") + ".")
+    refs = {k: v for k, v in references.get(backbone, {}).items() if _belongs(k, metric)}
+    if refs:
+        caption += " Reference: " + ", ".join(f"{latex_escape(k)} = {format_number(v)}" for k, v in refs.items()) + "."
+    return styler.to_latex(hrules=True, column_format="l" + "r" * len(nfes), caption=caption,
+                           label=f"tab:{safe_name(backbone)}:{safe_name(metric)}", position_float="centering")
+
+
+def _belongs(reference: str, metric: str) -> bool:
+    """Whether a reference value goes with a metric: oracle_ppl_floor -> oracle_ppl_*, data_entropy -> entropy."""
+    stem = re.sub(r"(^data_|_floor$|_reference$|^reference_)", "", reference)
+    return metric.startswith(stem)
+
+
+# figures ------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def main_nfe(summary) -> list[int]:
+    """The NFE grid of a backbone: every NFE that two or more samplers share (all NFE if none is shared)."""
+    counts = summary.groupby("nfe")["sampler"].nunique()
+    shared = sorted(int(n) for n in counts.index[counts >= 2])
+    return shared or sorted(int(n) for n in counts.index)
+
+
+def figure_metrics_vs_nfe(summary, backbone, metrics, samplers, references, path: Path) -> Path:
+    plt = _plt()
+    from matplotlib.ticker import NullLocator
+
+    n = len(metrics)
+    cols = min(n, 3)
+    rows_ = -(-n // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(5.2 * cols, 3.8 * rows_), squeeze=False)
+    grid_nfe = main_nfe(summary[summary["backbone"] == backbone])
+    for ax, metric in zip(axes.flat, metrics):
+        s = summary[(summary["backbone"] == backbone) & (summary["metric"] == metric)]
+        for i, sampler in enumerate(x for x in samplers if x in set(s["sampler"])):
+            g = s[s["sampler"] == sampler].sort_values("nfe")
+            color = f"C{i % 10}"
+            if not set(g["nfe"]) & set(grid_nfe):  # a reference row outside the grid (the teacher)
+                ax.axhline(g["mean"].iloc[0], color=color, ls="--", lw=1,
+                           label=f"{sampler} (NFE {', '.join(str(int(n)) for n in g['nfe'])})")
+                continue
+            g = g[g["nfe"].isin(grid_nfe)]
+            err = [(g["mean"] - g["low"]).clip(lower=0).fillna(0), (g["high"] - g["mean"]).clip(lower=0).fillna(0)]
+            ax.errorbar(g["nfe"], g["mean"], yerr=err, marker="o", ms=3, capsize=2, color=color, label=sampler)
+        for name, value in ((k, v) for k, v in references.get(backbone, {}).items() if _belongs(k, metric)):
+            ax.axhline(value, color="0.4", ls=":", lw=1, label=name)
+        ax.set_xscale("log", base=2)
+        ticks = sorted(set(s["nfe"]) & set(grid_nfe))
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        values = s["mean"].dropna()
+        if direction(metric) == "lower" and len(values) and (values > 0).all():
+            ax.set_yscale("log")
+        ax.set_xlabel("NFE")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{backbone}: {metric}", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return _save_figure(fig, path)
+
+
+def figure_quality_vs_entropy(summary, backbone, metric, samplers, references, path: Path) -> Path:
+    plt = _plt()
+    s = summary[summary["backbone"] == backbone]
+    q = s[s["metric"] == metric].set_index(["sampler", "nfe"])["mean"]
+    e = s[s["metric"] == "entropy"].set_index(["sampler", "nfe"])["mean"]
+    both = q.to_frame("q").join(e.to_frame("e"), how="inner").dropna()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for i, sampler in enumerate(x for x in samplers if x in set(both.index.get_level_values(0))):
+        g = both.loc[sampler].sort_index()
+        ax.plot(g["e"], g["q"], marker="o", ms=4, lw=0.8, color=f"C{i % 10}", label=sampler)
+        for nfe, r in g.iterrows():
+            ax.annotate(str(nfe), (r["e"], r["q"]), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    for name, value in references.get(backbone, {}).items():
+        if _belongs(name, "entropy"):
+            ax.axvline(value, color="0.4", ls=":", lw=1, label=name)
+        elif _belongs(name, metric):
+            ax.axhline(value, color="0.4", ls="-.", lw=1, label=name)
+    if direction(metric) == "lower" and len(both) and (both["q"] > 0).all():
+        ax.set_yscale("log")
+    ax.set_xlabel("entropy (nats, mean over samples)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{backbone}: {metric} against entropy (labels: NFE)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save_figure(fig, path)
+
+
+def load_schedules(folder, backbones=None, samplers=None, nfe=None, seeds=None) -> list[dict]:
+    """Schedules found under `folder` in the workflow's layout, with their cell."""
+    from .schedule import Schedule
+
+    out = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.rglob("*.json")):
+        m = SCHEDULE_PATH.search(path.relative_to(folder).as_posix())
+        if not m:
+            continue
+        cell = {"backbone": m["backbone"], "sampler": m["sampler"], "nfe": int(m["nfe"]), "seed": int(m["seed"])}
+        if any(keep and cell[k] not in keep for k, keep in
+               (("backbone", backbones), ("sampler", samplers), ("nfe", nfe), ("seed", seeds))):
+            continue
+        s = Schedule.load(path)
+        cell.update(times=list(s.times), coefficients=list(s.coefficients), convention=s.convention, path=str(path))
+        out.append(cell)
+    return out
+
+
+def is_learned(times, coefficients) -> bool:
+    """Not a uniform grid with unit coefficients."""
+    steps = [times[k] - times[k + 1] for k in range(len(times) - 1)]
+    uniform = max(steps) - min(steps) <= 1e-9 * max(steps)
+    return not (uniform and all(abs(c - 1.0) <= 1e-12 for c in coefficients))
+
+
+def figure_schedule(entries, backbone, sampler, path: Path) -> Path:
+    """Phi_k and kappa_k (relative to the uniform step) against the step's start time, one line per NFE."""
+    import numpy as np
+
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    by_nfe = {}
+    for e in entries:
+        by_nfe.setdefault(e["nfe"], []).append(e)
+    for i, nfe in enumerate(sorted(by_nfe)):
+        group = by_nfe[nfe]
+        times = np.array([g["times"] for g in group])
+        phi = np.array([g["coefficients"] for g in group])
+        kappa = -np.diff(times, axis=1)
+        rel = kappa * nfe / (times[:, :1] - times[:, -1:])
+        start = times[:, :-1].mean(0)
+        label = f"NFE {nfe}" + (f" ({len(group)} seeds)" if len(group) > 1 else "")
+        ax1.plot(start, phi.mean(0), marker="o", ms=3, color=f"C{i % 10}", label=label)
+        ax2.plot(start, rel.mean(0), marker="o", ms=3, color=f"C{i % 10}", label=label)
+        if len(group) > 1:
+            ax1.fill_between(start, phi.min(0), phi.max(0), color=f"C{i % 10}", alpha=0.15, lw=0)
+            ax2.fill_between(start, rel.min(0), rel.max(0), color=f"C{i % 10}", alpha=0.15, lw=0)
+    convention = entries[0]["convention"]
+    ax1.axhline(1.0, color="0.4", ls=":", lw=1)
+    ax2.axhline(1.0, color="0.4", ls=":", lw=1)
+    ax1.set_ylabel(f"Phi_k ({convention}: " + ("Phi * s" if convention == "scale" else "s^Phi") + ")")
+    ax2.set_ylabel("kappa_k / uniform step")
+    ax2.set_yscale("log")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("tau_k (start of step k)")
+        ax.invert_xaxis()
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{backbone}: learned schedule of {sampler} (band: range over seeds)", fontsize=10)
+    return _save_figure(fig, path)
+
+
+# the whole report ---------------------------------------------------------------------
+def build_report(records, out, schedules=None, backbones=None, samplers=None, nfe=None, seeds=None,
+                 confidence: float = 0.95) -> list[str]:
+    """Write every output under `out`; returns the written paths."""
+    df, bb_order, s_order = load(records, backbones, samplers, nfe, seeds)
+    out = Path(out)
+    written = [_write_text(out / "metrics.csv", df.to_csv(index=False))]
+    references = reference_metrics(df)
+    summary = summarize(df, confidence)
+    written.append(_write_text(out / "summary.csv", summary.to_csv(index=False)))
+
+    index = {}  # backbone -> {"tables": [...], "figures": [...]}
+    for backbone in bb_order:
+        refs = references.get(backbone, {})
+        metrics = [m for m in dict.fromkeys(df[df["backbone"] == backbone]["metric"]) if m not in refs]
+        metrics.sort(key=lambda m: direction(m) is None)  # quality metrics first, then entropy and the rest
+        entry = index.setdefault(backbone, {"tables": [], "figures": []})
+        for metric in metrics:
+            path = out / "tables" / f"{safe_name(backbone)}__{safe_name(metric)}.tex"
+            written.append(str(_write_text(path, latex_table(summary, backbone, metric, s_order, references))))
+            entry["tables"].append((metric, path))
+        if metrics:
+            path = out / "figures" / f"{safe_name(backbone)}__metrics_vs_nfe.png"
+            written.append(str(figure_metrics_vs_nfe(summary, backbone, metrics, s_order, references, path)))
+            entry["figures"].append(("every metric against NFE", path))
+        if "entropy" in metrics:
+            for metric in metrics:
+                if direction(metric) is not None:
+                    path = out / "figures" / f"{safe_name(backbone)}__{safe_name(metric)}_vs_entropy.png"
+                    written.append(str(figure_quality_vs_entropy(summary, backbone, metric, s_order, references, path)))
+                    entry["figures"].append((f"{metric} against entropy", path))
+    if schedules:
+        entries = load_schedules(schedules, backbones, samplers, nfe, seeds)
+        for backbone in bb_order:
+            for sampler in s_order:
+                group = [e for e in entries if e["backbone"] == backbone and e["sampler"] == sampler]
+                if group and any(is_learned(e["times"], e["coefficients"]) for e in group):
+                    path = out / "figures" / f"{safe_name(backbone)}__{safe_name(sampler)}__schedule.png"
+                    written.append(str(figure_schedule(group, backbone, sampler, path)))
+                    index.setdefault(backbone, {"tables": [], "figures": []})["figures"].append(
+                        (f"learned schedule of {sampler} (Phi and kappa per NFE)", path))
+    written.append(str(_write_text(out / "README.md", readme(df, summary, references, index, out))))
+    return [str(p) for p in written]
+
+
+def readme(df, summary, references, index, out: Path) -> str:
+    files = df["file"].nunique()
+    lines = [
+        "# Results", "",
+        f"Written by `lsd report` from {files} result records: backbones {', '.join(index)}; samplers "
+        f"{', '.join(dict.fromkeys(df['sampler']))}; NFE {', '.join(str(n) for n in sorted(set(df['nfe'])))}; "
+        f"seeds {', '.join(str(s) for s in sorted(set(df['seed'])))}.", "",
+        "- [`metrics.csv`](metrics.csv): every metric value of every record, one row each (tidy): backbone, "
+        "sampler, nfe, seed, metric, value, the record's own 95% interval over samples (low, high), provenance.",
+        "- [`summary.csv`](summary.csv): per backbone, sampler, NFE and metric, the mean over seeds and its 95% "
+        "interval (column `interval`: `seeds:<method>` over seeds, `samples:<method>` the record's own "
+        "interval when there is one seed); the tables print these numbers.",
+        "- Tables (`tables/*.tex`, booktabs): a row per sampler, a column per NFE, `mean [low, high]`, best mean "
+        "per column in bold where lower or higher is better.", "",
+    ]
+    gits = sorted({g for g in df["git"].dropna()})
+    hashes = sorted({h for h in df["config_hash"].dropna()})
+    if gits:
+        lines += [f"Code: git {', '.join(gits)}." + (f" Config hashes: {', '.join(hashes)}." if hashes else ""), ""]
+    for backbone, entry in index.items():
+        lines += [f"## {backbone}", ""]
+        refs = references.get(backbone, {})
+        if refs:
+            lines += ["Reference values (the same for every sampler): "
+                      + ", ".join(f"{k} = {format_number(v)}" for k, v in refs.items()) + ".", ""]
+        for metric, path in entry["tables"]:
+            sense = direction(metric)
+            lines.append(f"- Table: [{metric}]({path.relative_to(out).as_posix()})"
+                         + {"lower": " (lower is better)", "higher": " (higher is better)", None: ""}[sense])
+        if entry["tables"]:
+            lines.append("")
+        for title, path in entry["figures"]:
+            rel = path.relative_to(out).as_posix()
+            lines += [f"{title}:", "", f"![{title}]({rel})", ""]
+    return "\n".join(lines).rstrip() + "\n"
