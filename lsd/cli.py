@@ -75,7 +75,10 @@ def cmd_sample(args) -> None:
     batches = -(-args.num_samples // args.batch_size)
     meta = {"backbone": args.backbone, "backbone_info": bb.info, "schedule": schedule.to_dict(), "seed": args.seed,
             "num_samples": args.num_samples, "length": length, "batch_size": args.batch_size,
-            "nfe": counter.calls / max(batches, 1), "network_calls": counter.calls, "wall_time_s": wall,
+            "nfe": counter.calls / max(batches, 1), "score_calls": counter.calls,
+            # forward passes actually run: fewer than score calls when a time-independent
+            # denoiser (RADD, oracle) reuses unchanged rows (E-NFE)
+            "network_calls": getattr(bb.model, "network_calls", counter.calls), "wall_time_s": wall,
             "device": args.device, "provenance": provenance()}
     tmp = args.out + ".tmp"
     save_file({"tokens": x.contiguous()}, tmp, metadata={"lsd": json.dumps(meta)})

@@ -250,9 +250,11 @@ def latex_table(summary, backbone: str, metric: str, samplers: list, references:
     methods = sorted(set(s["interval"]))
     interval_note = {"seeds": "95\\% interval over seeds", "samples": "95\\% interval over samples (one seed)"}
     notes = sorted({interval_note.get(m.split(":", 1)[0], "no interval") for m in methods})
+    most_seeds = int(s["n_seeds"].max()) if len(s) else 0
     caption = (f"{latex_escape(backbone)}: {latex_escape(metric)}"
                + {"lower": " (lower is better)", "higher": " (higher is better)", None: ""}[sense]
-               + f". Mean over seeds [{'; '.join(notes)}]"
+               + (f". Mean over {most_seeds} seeds" if most_seeds > 1 else ". One seed")
+               + f" [{'; '.join(notes)}]"
                + ("; best mean per NFE in bold" if sense else "") + ".")
     refs = {k: v for k, v in references.get(backbone, {}).items() if _belongs(k, metric)}
     if refs:

@@ -518,10 +518,10 @@ class DiT(nn.Module):
         return logits.scatter(-1, x_t[..., None], 0.0)
 
 
-def as_score_model(net: DiT):
+def as_score_model(net: DiT, cache: bool = True):
     """The score model of a DiT: the network itself (SEDD) or `lsd.DenoiserScore` over it (RADD)."""
     if net.config.kind == "radd":
-        return DenoiserScore(net, net.config.make_graph())
+        return DenoiserScore(net, net.config.make_graph(), cache=cache)
     return net
 
 

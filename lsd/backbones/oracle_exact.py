@@ -75,4 +75,4 @@ class OracleDenoiser:
 
 def oracle_exact_score(task: OracleText) -> DenoiserScore:
     """The exact score model of `task` on `AbsorbingGraph(task.vocab)` (dim V + 1, mask id V)."""
-    return DenoiserScore(OracleDenoiser(task), AbsorbingGraph(task.vocab))
+    return DenoiserScore(OracleDenoiser(task), AbsorbingGraph(task.vocab), cache=True)

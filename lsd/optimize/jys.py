@@ -105,6 +105,7 @@ from ..schedule import BASES, Schedule
 
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # 0.618...
 NESTED_STREAM = -0x4A5953  # the uniforms of the nested masks ("JYS"); samplers use streams >= -3
+BOUNDS = ("jys", "finalize", "decoding")
 FROZEN_CACHE_BYTES = 256 * 2**20  # keep the frozen log scores of a search's parent if they fit
 
 
@@ -118,8 +119,8 @@ class KLUBEstimator:
     """
 
     def __init__(self, model: Callable, graph: Graph, noise: Noise, data: torch.Tensor, *, seed: int = 0,
-                 quadrature: int = 2, variable: str = "clean", batch_size: int = 64, t_min: float = 1e-5,
-                 device="cpu"):
+                 quadrature: int = 2, variable: str = "clean", bound: str = "jys", batch_size: int = 64,
+                 t_min: float = 1e-5, device="cpu"):
         if not isinstance(data, torch.Tensor) or data.dim() != 2 or data.numel() == 0:
             raise ValueError(f"jys: data must be a non-empty LongTensor [n, L], got "
                              f"{tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__}")
@@ -134,7 +135,9 @@ class KLUBEstimator:
         self.n, self.length = data.shape
         self.batch_size = int(batch_size)
         self.t_min = float(t_min)
-        self.final_hazard_free = bool(graph.absorbing)
+        if bound not in BOUNDS:
+            raise ValueError(f"jys: unknown bound {bound!r}; choose one of {list(BOUNDS)}")
+        self.bound = bound
         ids = torch.arange(self.n, device=self.device)
         self.u = RandomStreams(seed, ids).uniform(NESTED_STREAM, self.length, 2)  # [n, L, 2]
         if variable not in ("clean", "time"):
@@ -236,8 +239,11 @@ class KLUBEstimator:
         return hazard, decoding
 
     def _combine(self, hazard: float, decoding: float, t_b: float) -> dict:
-        final = self.final_hazard_free and t_b <= self.t_min
-        klub = decoding if final else hazard + decoding
+        final = t_b <= self.t_min
+        if self.bound == "decoding" or (self.bound == "finalize" and final and self.graph.absorbing):
+            klub = decoding
+        else:
+            klub = hazard + decoding
         return {"klub": klub, "hazard": hazard, "decoding": decoding, "final": final}
 
     def _frozen_scores(self, t_a: float):
@@ -356,7 +362,7 @@ def golden_section(f: Callable[[int], float], lo: int, hi: int, *, iterations: i
 def jys_schedule(model, graph: Graph, noise: Noise, data: torch.Tensor, nfe: int, *, base: str = "euler",
                  fine_steps: int = 1024, t_max: float = 1.0, t_min: float = 1e-5, iterations: int = 32,
                  tol: float = 0.25 / 1024, seed: int = 0, batch_size: int = 64, quadrature: int = 2,
-                 scan: int = 0, device="cpu", progress: bool = False) -> Schedule:
+                 scan: int = 0, bound: str = "jys", device="cpu", progress: bool = False) -> Schedule:
     """The JYS time grid of `nfe` steps for `model`, as a `lsd.Schedule` (coefficients 1).
 
     model, graph, noise: the score model and the diffusion it was trained for.
@@ -382,8 +388,8 @@ def jys_schedule(model, graph: Graph, noise: Noise, data: torch.Tensor, nfe: int
     fine = Schedule.uniform(base, fine_steps, t_max=t_max, t_min=t_min).times
     counter = model if isinstance(model, CallCounter) else CallCounter(model)
     calls0 = counter.calls
-    est = KLUBEstimator(counter, graph, noise, data, seed=seed, quadrature=quadrature, batch_size=batch_size,
-                        t_min=t_min, device=device)
+    est = KLUBEstimator(counter, graph, noise, data, seed=seed, quadrature=quadrature, bound=bound,
+                        batch_size=batch_size, t_min=t_min, device=device)
     dt = (t_max - t_min) / fine_steps
     points = [0, fine_steps]  # indices into the fine grid, increasing (times decreasing)
     cost: dict[tuple[int, int], dict] = {}

@@ -185,18 +185,20 @@ def best_partition(cost: torch.Tensor, nfe: int) -> list:
 
 
 @torch.no_grad()
-def transition_grid(graph: Graph, noise: Noise, record: TeacherRecord, nfe: int, base: str,
-                    max_trajectories: int = 16) -> tuple[list, list]:
-    """LSD+'s time grid: the nfe-step subset of the candidate times of least total transition cost.
+def transition_costs(graph: Graph, noise: Noise, record: TeacherRecord, base: str,
+                     max_trajectories: int = 16) -> torch.Tensor:
+    """cost[a, b] of replacing the teacher between candidates a < b by one student step.
 
     cost(a, b) = || Phi m_ab - (P_b - P_a) ||_1, where m_ab are the student's one-step move
     probabilities from the teacher state at t_a to t_b, P the teacher's summed moves and Phi
     the L2-best coefficient of the interval. L1, not L2: probability vectors of diffuse token
     distributions have tiny L2 norms, and an L2 cost lets the early, most parallel steps grow
-    (on the exact toy, an L2 cost made 4-step sampling worse than the uniform grid)."""
+    (on the exact toy, an L2 cost made 4-step sampling worse than the uniform grid).
+    Computed once per teacher record and base rule (memoised on the record)."""
+    key = (base, max_trajectories)
+    if key in record.grid_costs:
+        return record.grid_costs[key]
     G = len(record.times) - 1
-    if nfe > G:
-        raise ValueError(f"lsd+: nfe ({nfe}) exceeds the teacher's candidate times ({G}); raise --candidates")
     n = min(max_trajectories, record.states.shape[1])
     cost = torch.full((G + 1, G + 1), float("inf"), dtype=torch.float64)
     for a in range(G):
@@ -209,6 +211,16 @@ def transition_grid(graph: Graph, noise: Noise, record: TeacherRecord, nfe: int,
             mm, md = float((m * m).sum()), float((m * dp).sum())
             phi = md / mm if mm > 0 else 1.0
             cost[a, b] = float((phi * m - dp).abs().sum())
+    record.grid_costs[key] = cost
+    return cost
+
+
+def transition_grid(graph: Graph, noise: Noise, record: TeacherRecord, nfe: int, base: str) -> tuple[list, list]:
+    """LSD+'s time grid: the nfe-step subset of the candidate times of least total transition cost."""
+    G = len(record.times) - 1
+    if nfe > G:
+        raise ValueError(f"lsd+: nfe ({nfe}) exceeds the teacher's candidate times ({G}); raise --candidates")
+    cost = transition_costs(graph, noise, record, base)
     grid = best_partition(cost, nfe)
     return grid, [float(cost[a, b]) for a, b in zip(grid, grid[1:])]
 

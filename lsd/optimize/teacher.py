@@ -15,7 +15,7 @@ coupling matters (anchors.md section 6).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -79,6 +79,7 @@ class TeacherRecord:
     teacher_steps: int
     seed: int
     calls: int
+    grid_costs: dict = field(default_factory=dict)  # memo of lsd+ interval costs per base rule
 
 
 @torch.no_grad()
