@@ -56,35 +56,42 @@ def cmd_schedule(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    """Sample from a backbone with a schedule; writes tokens (safetensors) and a JSON record."""
-    import torch
+    """Sample from a backbone with one or more schedules; writes tokens (safetensors) and a JSON record each."""
+    import torch  # noqa: F401
     from safetensors.torch import save_file
 
     import lsd
     from lsd.backbones.registry import load_backbone
     from lsd.io import atomic_write_json, provenance
 
-    schedule = lsd.Schedule.load(args.schedule)
+    if len(args.schedule) != len(args.out):
+        raise ValueError(f"sample: {len(args.schedule)} --schedule files but {len(args.out)} --out files")
+    schedules = [lsd.Schedule.load(path) for path in args.schedule]  # all valid before any work
     bb = load_backbone(args.backbone, device=args.device)
-    counter = lsd.CallCounter(bb.model)
     length = args.length or bb.length
-    start = time.perf_counter()
-    x = lsd.sample(counter, schedule, graph=bb.graph, noise=bb.noise, num_samples=args.num_samples, length=length,
-                   seed=args.seed, batch_size=args.batch_size, device=args.device, progress=not args.quiet)
-    wall = time.perf_counter() - start
-    batches = -(-args.num_samples // args.batch_size)
-    meta = {"backbone": args.backbone, "backbone_info": bb.info, "schedule": schedule.to_dict(), "seed": args.seed,
-            "num_samples": args.num_samples, "length": length, "batch_size": args.batch_size,
-            "nfe": counter.calls / max(batches, 1), "score_calls": counter.calls,
-            # forward passes actually run: fewer than score calls when a time-independent
-            # denoiser (RADD, oracle) reuses unchanged rows (E-NFE)
-            "network_calls": getattr(bb.model, "network_calls", counter.calls), "wall_time_s": wall,
-            "device": args.device, "provenance": provenance()}
-    tmp = args.out + ".tmp"
-    save_file({"tokens": x.contiguous()}, tmp, metadata={"lsd": json.dumps(meta)})
-    os.replace(tmp, args.out)
-    atomic_write_json(args.out + ".json", meta)
-    print(f"wrote {args.out}: {tuple(x.shape)} tokens, NFE {meta['nfe']:g}, {wall:.1f} s")
+    for schedule, out in zip(schedules, args.out):
+        counter = lsd.CallCounter(bb.model)
+        before = getattr(bb.model, "network_calls", None)
+        start = time.perf_counter()
+        x = lsd.sample(counter, schedule, graph=bb.graph, noise=bb.noise, num_samples=args.num_samples,
+                       length=length, seed=args.seed, batch_size=args.batch_size, device=args.device,
+                       progress=not args.quiet)
+        wall = time.perf_counter() - start
+        batches = max(-(-args.num_samples // args.batch_size), 1)
+        meta = {"backbone": args.backbone, "backbone_info": bb.info, "schedule": schedule.to_dict(),
+                "sampler": schedule.metadata.get("sampler"), "seed": args.seed, "num_samples": args.num_samples,
+                "length": length, "batch_size": args.batch_size, "nfe": counter.calls / batches,
+                "score_calls": counter.calls,
+                # forward passes actually run: fewer than score calls when a time-independent
+                # denoiser (RADD, oracle) reuses unchanged rows (E-NFE)
+                "network_calls": counter.calls if before is None else bb.model.network_calls - before,
+                "wall_time_s": wall, "device": args.device, "provenance": provenance()}
+        tmp = out + ".tmp"
+        save_file({"tokens": x.contiguous()}, tmp, metadata={"lsd": json.dumps(meta)})
+        os.replace(tmp, out)
+        atomic_write_json(out + ".json", meta)
+        print(f"wrote {out}: {tuple(x.shape)} tokens, NFE {meta['nfe']:g}, {meta['network_calls']} network calls, "
+              f"{wall:.1f} s")
 
 
 def _task_data(bb, n: int, seed: int):
@@ -123,6 +130,27 @@ def cmd_distill(args) -> None:
           f"{m.get('network_calls', '?')} network calls, {m.get('wall_time_s', float('nan')):.1f} s")
 
 
+def cmd_schedules(args) -> None:
+    """Every schedule of one backbone and seed (all samplers x NFE), sharing one teacher rollout."""
+    from pathlib import Path
+
+    from lsd.backbones.registry import load_backbone
+    from lsd.plan import make_schedules
+
+    try:
+        samplers = json.loads(args.samplers_json)
+        settings = json.loads(args.distill_json)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--samplers-json/--distill-json: not valid JSON ({e.msg})") from None
+    bb = load_backbone(args.backbone, device=args.device)
+    made = make_schedules(bb, samplers, args.nfe, args.seed, settings, data_fn=lambda n, seed: _task_data(bb, n, seed),
+                          device=args.device, progress=not args.quiet)
+    # write only once everything succeeded: a failed run leaves no partial set behind
+    for (name, nfe), schedule in made.items():
+        schedule.save(Path(args.out_dir) / name / f"nfe{nfe}" / f"seed{args.seed}.json")
+    print(f"wrote {len(made)} schedules under {args.out_dir}")
+
+
 def cmd_temperature(args) -> None:
     """Uniform schedule whose temperature matches a learned schedule's sample entropy (baseline)."""
     import lsd
@@ -152,27 +180,36 @@ def load_samples(path):
 
 
 def cmd_evaluate(args) -> None:
-    """Evaluate samples and write one result record (value, 95% interval, provenance)."""
-    from lsd.backbones.registry import load_backbone
+    """Evaluate samples and write one result record each (value, 95% interval, provenance)."""
     from lsd.evaluate import evaluate_samples
     from lsd.metrics.records import make_record, write_record
 
-    x, meta = load_samples(args.samples)
-    info = meta.get("backbone_info") or load_backbone(args.backbone).info
-    start = time.perf_counter()
-    metrics = evaluate_samples(x, args.metrics, info, evaluator=args.evaluator, seed=args.seed,
-                               cache_dir=args.cache)
-    extra = {"schedule": meta.get("schedule"), "samples": str(args.samples), "sampling_wall_time_s": meta.get("wall_time_s"),
-             "evaluation_wall_time_s": time.perf_counter() - start, "evaluator": metrics.pop("_evaluator", None)}
-    record = make_record(backbone=args.backbone, sampler=args.sampler, nfe=args.nfe, seed=args.seed,
-                         metric_set="+".join(args.metrics), metrics=metrics, num_samples=int(x.shape[0]),
-                         nfe_spent=int(round(meta["nfe"])) if meta.get("nfe") is not None else None,
-                         wall_time_s=meta.get("wall_time_s"), config={"schedule": meta.get("schedule"),
-                                                                      "backbone": args.backbone},
-                         device=meta.get("device"), task=info.get("task"), extra=extra)
-    write_record(args.out, record)
-    shown = ", ".join(f"{k} {v['value']:.4g}" for k, v in metrics.items() if v["value"] is not None)
-    print(f"wrote {args.out}: {shown}")
+    if len(args.samples) != len(args.out):
+        raise ValueError(f"evaluate: {len(args.samples)} --samples files but {len(args.out)} --out files")
+    for path, out in zip(args.samples, args.out):
+        x, meta = load_samples(path)
+        schedule = meta.get("schedule") or {}
+        sampler = args.sampler or meta.get("sampler") or (schedule.get("metadata") or {}).get("sampler")
+        nfe = args.nfe or schedule.get("nfe")
+        if not sampler or not nfe:
+            raise ValueError(f"{path}: no sampler label or NFE recorded; pass --sampler and --nfe")
+        if meta.get("backbone") not in (None, args.backbone):
+            raise ValueError(f"{path}: samples of backbone {meta.get('backbone')!r}, not {args.backbone!r}")
+        info = meta.get("backbone_info") or {}
+        start = time.perf_counter()
+        metrics = evaluate_samples(x, args.metrics, info, evaluator=args.evaluator, seed=args.seed,
+                                   cache_dir=args.cache, device=args.device)
+        extra = {"schedule": schedule, "samples": str(path), "network_calls": meta.get("network_calls"),
+                 "evaluation_wall_time_s": time.perf_counter() - start, "evaluator": metrics.pop("_evaluator", None)}
+        record = make_record(backbone=args.backbone, sampler=sampler, nfe=int(nfe), seed=args.seed,
+                             metric_set="+".join(args.metrics), metrics=metrics, num_samples=int(x.shape[0]),
+                             nfe_spent=int(round(meta["nfe"])) if meta.get("nfe") is not None else None,
+                             wall_time_s=meta.get("wall_time_s"),
+                             config={"schedule": schedule, "backbone": args.backbone, "metrics": args.metrics},
+                             device=meta.get("device"), task=info.get("task"), extra=extra)
+        write_record(out, record)
+        shown = ", ".join(f"{k} {v['value']:.4g}" for k, v in metrics.items() if v["value"] is not None)
+        print(f"wrote {out}: {shown}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,15 +235,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help=cmd_sample.__doc__, description=cmd_sample.__doc__)
     p.add_argument("--backbone", required=True, help="registered name, Hub id or checkpoint directory")
-    p.add_argument("--schedule", required=True, help="schedule JSON")
+    p.add_argument("--schedule", required=True, nargs="+", help="schedule JSON(s)")
     p.add_argument("--num-samples", type=int, default=64)
     p.add_argument("--length", type=int, default=None, help="default: the backbone's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--out", required=True, help="output .safetensors (a .json record is written beside it)")
+    p.add_argument("--out", required=True, nargs="+",
+                   help="output .safetensors, one per schedule (a .json record is written beside each)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("schedules", help=cmd_schedules.__doc__, description=cmd_schedules.__doc__)
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nfe", type=int, nargs="+", required=True)
+    p.add_argument("--samplers-json", required=True,
+                   help='{"name": {"method": "lsd+", "base": "euler", "convention": "scale", ...}, ...}')
+    p.add_argument("--distill-json", default="{}",
+                   help='{"teacher_steps": 1024, "zeta": 0.05, "trajectories": 64, "coupling": "coupled", ...}')
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out-dir", required=True, help="writes OUT_DIR/<sampler>/nfe<N>/seed<S>.json")
+    p.set_defaults(func=cmd_schedules)
 
     p = sub.add_parser("distill", help=cmd_distill.__doc__, description=cmd_distill.__doc__)
     p.add_argument("--backbone", required=True)
@@ -239,15 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help=cmd_evaluate.__doc__, description=cmd_evaluate.__doc__)
     p.add_argument("--backbone", required=True)
-    p.add_argument("--samples", required=True, help=".safetensors written by `lsd sample`")
+    p.add_argument("--samples", required=True, nargs="+", help=".safetensors written by `lsd sample`")
     p.add_argument("--metrics", nargs="+", required=True,
                    help="metric sets: oracle_ppl entropy countdown frechet gen_ppl")
     p.add_argument("--evaluator", default="gpt2-large", help="causal LM for gen_ppl")
-    p.add_argument("--sampler", required=True, help="row label in the tables")
-    p.add_argument("--nfe", type=int, required=True)
+    p.add_argument("--sampler", default=None, help="row label in the tables (default: from the schedule)")
+    p.add_argument("--nfe", type=int, default=None, help="default: the schedule's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=None, help="where to cache the digits classifier (safetensors)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cpu", help="device of the evaluator (gen_ppl)")
+    p.add_argument("--out", required=True, nargs="+", help="record JSON, one per samples file")
     p.set_defaults(func=cmd_evaluate)
 
     for name, module in EXTERNAL.items():

@@ -31,7 +31,7 @@ def _task(info: dict):
 
 
 def evaluate_samples(x: torch.Tensor, metric_sets, backbone_info: dict, *, evaluator: str = "gpt2-large",
-                     seed: int = 0, cache_dir=None) -> dict:
+                     seed: int = 0, cache_dir=None, device="cpu") -> dict:
     """{metric name: {"value": v, "interval": Interval | None}} for the samples x [n, L]."""
     from . import metrics as M
 
@@ -71,7 +71,7 @@ def evaluate_samples(x: torch.Tensor, metric_sets, backbone_info: dict, *, evalu
     if "gen_ppl" in metric_sets:
         from .backbones.hub import load_gpt2_tokenizer
 
-        ev = M.CausalLMEvaluator.from_pretrained(evaluator)
+        ev = M.CausalLMEvaluator.from_pretrained(evaluator, device=device)
         res = ev.evaluate(x, sample_tokenizer=load_gpt2_tokenizer())
         iv = res.intervals(seed=seed)
         out["gen_ppl_mean_of_exps"] = {"value": res.ppl_mean_of_exps, "interval": iv["ppl_mean_of_exps"]}

@@ -265,12 +265,13 @@ class Trainer:
                                      betas=tuple(self.train_cfg["betas"]),
                                      weight_decay=float(self.train_cfg["weight_decay"]))
         self.step = 0
-        self.elapsed = 0.0
+        self.elapsed = 0.0  # wall seconds inside training steps
+        self.cpu = 0.0  # CPU seconds of this process inside training steps (the fair measure on a shared machine)
         self.last = {}
 
     # state -----------------------------------------------------------------------------------
     def _state(self) -> dict:
-        return {"format": FORMAT, "recipe": self.recipe, "step": self.step, "elapsed": self.elapsed,
+        return {"format": FORMAT, "recipe": self.recipe, "step": self.step, "elapsed": self.elapsed, "cpu": self.cpu,
                 "model": self.net.state_dict(), "ema": self.ema, "optimizer": self.opt.state_dict(),
                 "last": self.last}
 
@@ -295,6 +296,7 @@ class Trainer:
         self.ema = state["ema"]
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.elapsed, self.last = int(state["step"]), float(state["elapsed"]), dict(state["last"])
+        self.cpu = float(state.get("cpu", 0.0))
         return True
 
     # pieces ----------------------------------------------------------------------------------
@@ -359,7 +361,7 @@ class Trainer:
         self.net.train()
         try:
             while self.step < total:
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 lr = lr_at(self.step, cfg)
                 for group in self.opt.param_groups:
                     group["lr"] = lr
@@ -372,6 +374,7 @@ class Trainer:
                 self._update_ema()
                 self.step += 1
                 self.elapsed += time.perf_counter() - start
+                self.cpu += time.process_time() - cpu_start
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise RuntimeError(f"train: the loss became {value} at step {self.step}")
@@ -379,7 +382,7 @@ class Trainer:
                 if self.step % int(cfg["eval_every"]) == 0 or self.step == total:
                     self.last["eval_loss"] = self.evaluate()
                     self._log({"step": self.step, "train_loss": value, "eval_loss": self.last["eval_loss"],
-                               "lr": lr, "elapsed_s": round(self.elapsed, 2)})
+                               "lr": lr, "elapsed_s": round(self.elapsed, 2), "cpu_s": round(self.cpu, 2)})
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{value:.3f}", eval=f"{self.last.get('eval_loss', float('nan')):.3f}")
@@ -409,6 +412,7 @@ class Trainer:
                 "model": self.config.to_dict(), "parameters": sum(p.numel() for p in self.net.parameters()),
                 "weights": "ema" if self.ema is not None else "final", "device": str(self.device),
                 "threads": torch.get_num_threads(), "train_time_s": round(self.elapsed, 1),
+                "train_cpu_s": round(self.cpu, 1),
                 "last": self.last, "provenance": provenance()}
 
     def finish(self) -> None:

@@ -1,5 +1,6 @@
 """Jump Your Steps (lsd.optimize.jys) on the exact-score toy."""
 import json
+import math
 
 import pytest
 import torch
@@ -37,6 +38,22 @@ def test_klub_is_nonnegative_vanishes_for_short_steps_and_grows_with_length(toy,
     # The last step (ending at t_min) is estimated too, and is the largest from the same start.
     last = est.interval(t_a, 1e-5)
     assert last["final"] and last["klub"] >= values[-1]
+
+
+def test_klub_of_a_single_position_is_the_closed_form_hazard_term():
+    """L = 1: no context, so no decoding error; with log-linear noise the exact unmasking hazard
+    is 1/tau and the frozen one 1/t_a, and P(masked at tau) = (1 - eps) tau, so
+
+        KLUB = int (1 - eps) tau [1/t_a - 1/tau + (1/tau) log(t_a/tau)] dtau
+             = (1 - eps) [(t_a^2 - t_b^2) / (2 t_a) + t_b log(t_b / t_a)]."""
+    dist = ToyDistribution(3, 1)
+    graph, noise = AbsorbingGraph(3), LogLinearNoise()
+    data = dist.sample(16384, seed=0)
+    t_a, t_b = 0.9, 0.3
+    got = interval_klub(ExactScore(dist, graph), graph, noise, data, t_a, t_b, quadrature=8, batch_size=16384)
+    exact = (1 - noise.eps) * ((t_a**2 - t_b**2) / (2 * t_a) + t_b * math.log(t_b / t_a))
+    assert abs(got["decoding"]) < 1e-12
+    assert got["hazard"] == pytest.approx(exact, rel=0.03)  # Monte Carlo over the masks: ~1% sd
 
 
 def test_klub_matches_a_fine_quadrature_and_does_not_depend_on_batching(toy):
@@ -106,6 +123,12 @@ def test_golden_section_finds_the_minimum_of_a_unimodal_function():
     assert best == 377 and len(calls) == len(set(calls)) < 25
     best, _ = golden_section(lambda j: -j, 10, 12, iterations=32, tol_points=0.25)
     assert best == 11
+
+    def two_minima(j):  # a shallow minimum at 300 and the global one at 950
+        return min((j - 300) ** 2 + 100, (j - 950) ** 2)
+
+    assert golden_section(two_minima, 0, 1024, iterations=32, tol_points=0.25)[0] == 300  # plain: trapped
+    assert golden_section(two_minima, 0, 1024, iterations=32, tol_points=0.25, scan=8)[0] == 950
 
 
 def test_uniform_graph_and_teacher_data_run(toy):

@@ -76,6 +76,10 @@ class DiTConfig:
     pos_embed: optional learned absolute position table ``pos_embed`` [length, hidden] added
         to the token embeddings (off by default: SEDD/RADD use rotary only; inputs may then
         be at most `length` long). Written to config.json (``model.pos_embed``) only when on.
+    rotary_values: optional (off by default): rotate the attention values by their position too
+        and rotate each output back by the query's position, so that what a head reads carries
+        the relative offset of where it read it (no parameters). Written to config.json
+        (``model.rotary_values``) only when on.
     extra: the rest of a hub config.json (training, data, ...) kept for a faithful round trip.
     """
 
@@ -94,6 +98,7 @@ class DiTConfig:
     rotary_base: float = 10000.0
     conv_kernel: int = 0
     pos_embed: bool = False
+    rotary_values: bool = False
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -118,8 +123,9 @@ class DiTConfig:
         if isinstance(self.conv_kernel, bool) or not isinstance(self.conv_kernel, int) or self.conv_kernel < 0 \
                 or (self.conv_kernel and self.conv_kernel % 2 == 0):
             raise ValueError(f"DiTConfig.conv_kernel: must be 0 (off) or an odd positive integer, got {self.conv_kernel!r}")
-        if not isinstance(self.pos_embed, bool):
-            raise ValueError(f"DiTConfig.pos_embed: must be true or false, got {self.pos_embed!r}")
+        for name in ("pos_embed", "rotary_values"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"DiTConfig.{name}: must be true or false, got {getattr(self, name)!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"DiTConfig.dropout: must lie in [0, 1), got {self.dropout}")
         self.noise = dict(self.noise)
@@ -217,7 +223,8 @@ class DiTConfig:
                 scale_by_sigma=bool(model.get("scale_by_sigma", kind == "sedd" and graph == "absorbing")),
                 dropout=float(model.get("dropout", 0.0)), mlp_ratio=int(model.get("mlp_ratio", 4)),
                 rotary_base=float(model.get("rotary_base", 10000.0)), conv_kernel=int(model.get("conv_kernel", 0)),
-                pos_embed=bool(model.get("pos_embed", False)), extra=copy.deepcopy(config))
+                pos_embed=bool(model.get("pos_embed", False)), rotary_values=bool(model.get("rotary_values", False)),
+                extra=copy.deepcopy(config))
         except (TypeError, ValueError) as err:
             raise ValueError(f"DiT config.json: {err}") from None
 
@@ -264,7 +271,8 @@ class DiTConfig:
             model.setdefault("use_checkpoint", False)
             model.setdefault("dtype", "bfloat16")
         model["dropout"] = float(self.dropout)
-        for name, default in (("mlp_ratio", 4), ("rotary_base", 10000.0), ("conv_kernel", 0), ("pos_embed", False)):
+        for name, default in (("mlp_ratio", 4), ("rotary_base", 10000.0), ("conv_kernel", 0), ("pos_embed", False),
+                              ("rotary_values", False)):
             if getattr(self, name) != default:
                 model[name] = getattr(self, name)
             else:
@@ -373,8 +381,9 @@ class DiTBlock(nn.Module):
     """Pre-norm transformer block; with `cond_dim` it is SEDD's adaLN block, without it RADD's."""
 
     def __init__(self, dim: int, n_heads: int, cond_dim: int | None, mlp_ratio: int = 4, dropout: float = 0.0,
-                 conv_kernel: int = 0):
+                 conv_kernel: int = 0, rotary_values: bool = False):
         super().__init__()
+        self.rotary_values = rotary_values
         self.n_heads = n_heads
         self.dropout = dropout
         conditioned = cond_dim is not None
@@ -399,8 +408,12 @@ class DiTBlock(nn.Module):
         q = apply_rotary(qkv[:, :, 0], cos, sin)
         k = apply_rotary(qkv[:, :, 1], cos, sin)
         v = qkv[:, :, 2]
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        out = self.attn_out(out.transpose(1, 2).reshape(b, l, d))
+        if self.rotary_values:
+            v = apply_rotary(v, cos, sin)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+        if self.rotary_values:  # back by the query's position: a read at offset k - j is rotated by k - j
+            out = apply_rotary(out, cos, -sin)
+        out = self.attn_out(out.reshape(b, l, d))
         if self.conv is not None:
             out = out + self.conv(h.transpose(1, 2)).transpose(1, 2)
         return out
@@ -473,7 +486,8 @@ class DiT(nn.Module):
             self.sigma_map = TimestepEmbedder(cond)
         self.rotary_emb = Rotary(config.head_dim, config.rotary_base)
         self.blocks = nn.ModuleList([DiTBlock(config.hidden_size, config.n_heads, cond, config.mlp_ratio,
-                                              config.dropout, config.conv_kernel) for _ in range(config.n_blocks)])
+                                              config.dropout, config.conv_kernel, config.rotary_values)
+                                     for _ in range(config.n_blocks)])
         if config.pos_embed:
             self.pos_embed = nn.Parameter(torch.empty(config.length, config.hidden_size))
             nn.init.normal_(self.pos_embed, std=0.02)

@@ -33,12 +33,32 @@ with exact scores B = sigma(tau) e^-sigma_bar / (1 - e^-sigma_bar) (the unmaskin
 and p = p(x0_i = . | x_tau): the decoding term is the hazard times KL(p(x0_i | x_tau) ||
 p(x0_i | x_{t_a})).
 
-The harness's last step removes every remaining mask (`Graph.finalize`): its per-position
-law is that of a process with the frozen destination law q and a hazard that decodes every
-position before time 0, not of the frozen clock. On the absorbing graph the last interval
-(the one ending at t_min) therefore keeps only the decoding term (`final=True`); every other
-interval uses the full KLUB. (JYS itself spends one more network call on a separate
-denoising step after t_min; the harness folds it into the last step, README "NFE".)
+Which terms count (`bound`):
+- "jys" (default): the full KLUB above on every step, JYS's bound for the frozen-rate
+  (tau-leaping) process.
+- "decoding": the decoding term only, the compounding decoding error proper. It is the
+  whole path KL of a sampler whose per-position clock is exact, which the harness's rules
+  are with normalised scores (Tweedie always; Euler with log-linear noise, where Euler =
+  Tweedie; the last step, which decodes every remaining mask): there the hazard term only
+  measures how tau-leaping would differ, not how these samplers do.
+- "finalize": the full KLUB, except decoding only on the absorbing graph's last step
+  (the one ending at t_min), which in this harness decodes every remaining mask
+  (`Graph.finalize`; JYS spends one more network call on a separate denoising step).
+  Consistent, but degenerate with geometric noise: Euler's frozen hazard at t near 1 is
+  exponentially below the true one, so every interior step that decodes anything there
+  costs many nats, and the bound prefers to park the interior steps where nothing happens
+  and decode everything in the last step (TV 0.76 at every M on the toy below).
+Exact toy (V = 3, L = 4, absorbing, 4096 data, fine grid 1024; TV of the exact Euler law):
+
+    noise                 M   uniform   "jys"   "decoding"
+    geometric(1e-3, 20)   4    0.735    0.477     0.297
+    geometric(1e-3, 20)   8    0.418    0.220     0.133
+    log-linear            4    0.254    0.249     0.228
+    log-linear            8    0.132    0.130     0.118
+
+"jys" is level with the uniform grid under log-linear noise (at M = 3 it is worse, 0.420
+against 0.330): it spends steps near t = 0, where tau-leaping's clock error in the last
+step is largest, an error the harness's Euler step does not make.
 
 Estimation
 ----------
@@ -53,9 +73,12 @@ Estimation
   position several times). Every candidate time uses the same data and uniforms (common
   random numbers), so the objective is a deterministic function of the grid and golden-
   section search sees no Monte Carlo noise between its probes.
-- Time integral: Gauss-Legendre with `quadrature` nodes (default 2) on each interval, in
-  continuous time; the integrand is 0 at tau = t_a and largest near t_b. Each node costs
-  one network call per data batch, the frozen rate one more.
+- Time integral: Gauss-Legendre with `quadrature` nodes (default 2) on each interval in the
+  clean fraction q = exp(-sigma_bar(tau)) (`KLUBEstimator.nodes`): per unit q the integrand
+  is about L times a KL between posteriors, smooth whatever the noise, whereas in tau it is
+  a narrow peak under geometric noise, where 2 nodes in tau are off by a factor of 3 and
+  the search then follows the quadrature error. Each node costs one network call per data
+  batch, the frozen rate one more (cached across a search when it fits in 256 MiB).
 - Units: nats per sequence (mean over the data of the sum over positions).
 
 Grid search
@@ -72,6 +95,8 @@ Grid search
   going to the next power of two) and keeps only the M - k splits with the largest KLUB
   reduction (KLUB of the interval minus that of its two halves); the others stay whole.
   With 2^j < M < 2^(j+1) this costs at most the searches of level j + 1.
+- Cost per search: about 14 objective evaluations for 1024 fine points, each
+  (1 + 2 * quadrature) network calls per data batch; M - 1 searches for M a power of two.
 
 Tweedie
 -------
@@ -80,7 +105,8 @@ is a property of the time axis, not of the rule: the Tweedie step has the same s
 context (the decoding term, which dominates where tokens are strongly dependent) and, with
 normalised scores, no hazard mismatch at all (it unmasks each position with exactly the
 forward process's conditional probability). A grid found with the Euler KLUB can be used
-with the Tweedie rule; `base` only records which rule the returned schedule will run.
+with the Tweedie rule; `base` only records which rule the returned schedule will run. For
+Tweedie, bound="decoding" is the path KL of the rule itself (normalised scores).
 
 Data
 ----
@@ -239,7 +265,7 @@ class KLUBEstimator:
         return hazard, decoding
 
     def _combine(self, hazard: float, decoding: float, t_b: float) -> dict:
-        final = t_b <= self.t_min
+        final = t_b <= self.t_min * (1.0 + 1e-9)
         if self.bound == "decoding" or (self.bound == "finalize" and final and self.graph.absorbing):
             klub = decoding
         else:
@@ -305,24 +331,30 @@ class KLUBEstimator:
 
 
 def interval_klub(model, graph: Graph, noise: Noise, data: torch.Tensor, t_a: float, t_b: float, *,
-                  seed: int = 0, quadrature: int = 2, batch_size: int = 64, t_min: float = 1e-5) -> dict:
+                  seed: int = 0, quadrature: int = 2, variable: str = "clean", bound: str = "jys",
+                  batch_size: int = 64, t_min: float = 1e-5) -> dict:
     """KLUB (nats per sequence) of one frozen-rate step from t_a down to t_b, estimated on `data`.
 
-    Returns {klub, hazard, decoding, final}: `klub` = hazard + decoding, or decoding alone for
-    the absorbing graph's last step (t_b <= t_min). See the module docstring."""
-    est = KLUBEstimator(model, graph, noise, data, seed=seed, quadrature=quadrature, batch_size=batch_size,
-                        t_min=t_min)
+    Returns {klub, hazard, decoding, final}: `klub` = hazard + decoding for bound="jys" (see
+    the module docstring for the others); `final` says whether t_b is the last time t_min."""
+    est = KLUBEstimator(model, graph, noise, data, seed=seed, quadrature=quadrature, variable=variable,
+                        bound=bound, batch_size=batch_size, t_min=t_min)
     return est.interval(float(t_a), float(t_b))
 
 
 def golden_section(f: Callable[[int], float], lo: int, hi: int, *, iterations: int, tol_points: float,
                    scan: int = 0):
-    """Minimise f over the integers strictly between lo and hi; returns (argmin, f values by point).
+    """Minimise f over the integers strictly between lo and hi; returns (argmin, {point: f}).
 
-    Discrete golden section: probes are kept symmetric in the bracket, so every iteration
-    reuses one probe and evaluates one new point (f is cached). Stops after `iterations`
-    iterations, once the bracket is narrower than `tol_points` grid steps, or when it holds
-    at most 3 interior points, which are then all evaluated."""
+    Golden-section search on grid indices: the bracket (lo, hi) holds the best point x so far;
+    each iteration probes one new point at the fraction 0.382 of the larger side of x (the
+    golden-section step, which keeps the golden ratio when it holds and restores it after
+    rounding), then keeps the better of the two and the part of the bracket around it. Stops
+    after `iterations` iterations, once the bracket is narrower than `tol_points` grid steps, or
+    when it holds at most 3 interior points, which are then all evaluated. f is cached; the
+    answer is the best point evaluated (f need not be unimodal). scan > 0 first evaluates
+    `scan` evenly spaced points and searches around the best of them (guards against
+    several local minima; JYS itself does not scan)."""
     if hi - lo < 2:
         raise ValueError(f"golden_section: no point strictly between {lo} and {hi}")
     values: dict[int, float] = {}
@@ -334,28 +366,28 @@ def golden_section(f: Callable[[int], float], lo: int, hi: int, *, iterations: i
 
     if scan > 0 and hi - lo > scan + 1:
         grid = sorted({lo + int(round((hi - lo) * (k + 1) / (scan + 1))) for k in range(scan)})
-        best = min(grid, key=value)
-        k = grid.index(best)
+        k = min(range(len(grid)), key=lambda i: value(grid[i]))
+        x = grid[k]
         lo, hi = (grid[k - 1] if k > 0 else lo), (grid[k + 1] if k + 1 < len(grid) else hi)
+    else:
+        x = lo + max(1, int(round((1.0 - GOLDEN) * (hi - lo))))
     it = 0
-    x1 = hi - int(round(GOLDEN * (hi - lo)))
-    x2 = lo + hi - x1
     while hi - lo > 4 and it < iterations and hi - lo > tol_points:
-        if x1 > x2:
-            x1, x2 = x2, x1
-        if x1 == x2 or x1 <= lo or x2 >= hi:
-            break
-        if value(x1) <= value(x2):
-            hi, x2 = x2, x1
-            x1 = lo + hi - x2
+        if hi - x >= x - lo:
+            y = x + max(1, int(round((1.0 - GOLDEN) * (hi - x))))
         else:
-            lo, x1 = x1, x2
-            x2 = lo + hi - x1
+            y = x - max(1, int(round((1.0 - GOLDEN) * (x - lo))))
+        left, right = min(x, y), max(x, y)
+        if value(left) <= value(right):
+            hi, x = right, left
+        else:
+            lo, x = left, right
         it += 1
-    if hi - lo <= 4 or not values:
+    if hi - lo <= 4:
         for j in range(lo + 1, hi):
             value(j)
-    best = min((v, j) for j, v in values.items())  # every evaluated point counts (f may not be unimodal)
+    value(x)
+    best = min((v, j) for j, v in values.items())
     return best[1], values
 
 
@@ -372,7 +404,12 @@ def jys_schedule(model, graph: Graph, noise: Noise, data: torch.Tensor, nfe: int
     iterations, tol: golden-section limits per split (tol in time units).
     quadrature: Gauss-Legendre nodes per interval for the KLUB's time integral.
     seed: keys the nested-mask uniforms; the result is a deterministic function of the inputs.
-    Metadata records the KLUB per step, network calls, wall time and provenance.
+    batch_size: data rows per network call. device: where the data and the calls live.
+    bound: "jys" (full KLUB, default), "decoding" or "finalize" (module docstring).
+    scan: evenly spaced probes before each golden-section search (0: plain JYS).
+    Metadata records the KLUB per step (and its hazard and decoding parts), the chosen
+    fine-grid indices, searches, objective evaluations, network calls, wall time, seed, data
+    size, graph, noise and `lsd.io.provenance()`.
     """
     from ..io import provenance
 
@@ -385,7 +422,8 @@ def jys_schedule(model, graph: Graph, noise: Noise, data: torch.Tensor, nfe: int
     if not 1.0 >= t_max > t_min > 0.0:
         raise ValueError(f"jys: need 1 >= t_max > t_min > 0, got {t_max}, {t_min}")
     start = time.perf_counter()
-    fine = Schedule.uniform(base, fine_steps, t_max=t_max, t_min=t_min).times
+    fine = list(Schedule.uniform(base, fine_steps, t_max=t_max, t_min=t_min).times)
+    fine[0], fine[-1] = t_max, t_min  # exact ends, whatever the rounding of the linspace
     counter = model if isinstance(model, CallCounter) else CallCounter(model)
     calls0 = counter.calls
     est = KLUBEstimator(counter, graph, noise, data, seed=seed, quadrature=quadrature, bound=bound,
@@ -440,7 +478,6 @@ def jys_schedule(model, graph: Graph, noise: Noise, data: torch.Tensor, nfe: int
             cost[(a, b)] = est.interval(fine[a], fine[b])
     per_step = [cost[s] for s in steps]
     times = [fine[j] for j in points]
-    times[0], times[-1] = t_max, t_min
     metadata = {
         "method": "jys",
         "nfe": nfe,
@@ -450,6 +487,9 @@ def jys_schedule(model, graph: Graph, noise: Noise, data: torch.Tensor, nfe: int
         "iterations": iterations,
         "tol": tol,
         "quadrature": quadrature,
+        "quadrature_variable": est.variable,
+        "bound": bound,
+        "scan": scan,
         "klub": [p["klub"] for p in per_step],
         "klub_hazard": [p["hazard"] for p in per_step],
         "klub_decoding": [p["decoding"] for p in per_step],

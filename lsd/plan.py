@@ -1,0 +1,71 @@
+"""Every schedule of one (backbone, seed): uniform, teacher, JYS, LSD, LSD+ and temperature-matched.
+
+Making them together lets all students of a seed share one teacher rollout (the dominant
+cost) and one process start-up, which is what keeps the embedded benchmark within a
+laptop's budget. Sampler definitions are the workflow config's `sampler_definitions`:
+`{method: uniform|teacher|jys|lsd|lsd+|temperature|file, base, convention, coupling, zeta,
+trajectories, teacher_steps, match, path}`.
+"""
+from __future__ import annotations
+
+import time
+
+from .optimize.lsd import distill
+from .optimize.teacher import teacher_rollout
+from .schedule import Schedule
+
+METHODS = ("uniform", "teacher", "jys", "lsd", "lsd+", "temperature", "file")
+
+
+def make_schedules(bb, samplers: dict, nfes: list, seed: int, distill_settings: dict, *, data_fn=None,
+                   device="cpu", progress: bool = False, log=print) -> dict:
+    """{(sampler, nfe): Schedule} for every sampler definition and NFE (teachers: their own NFE)."""
+    for name, d in samplers.items():
+        if d.get("method") not in METHODS:
+            raise ValueError(f"samplers.{name}.method: unknown {d.get('method')!r}; choose one of {list(METHODS)}")
+    settings = {"teacher_steps": 1024, "zeta": 0.05, "trajectories": 64, "coupling": "coupled", "candidates": 128,
+                "batch_size": 64, **distill_settings}
+    records, out = {}, {}
+
+    def record_for(d):
+        key = (d.get("teacher_steps") or settings["teacher_steps"], d.get("trajectories") or settings["trajectories"])
+        if key not in records:
+            t0 = time.perf_counter()
+            records[key] = teacher_rollout(bb.model, bb.graph, bb.noise, length=bb.length, trajectories=key[1],
+                                           steps=key[0], candidates=settings["candidates"], seed=seed,
+                                           batch_size=settings["batch_size"], device=device, progress=progress)
+            log(f"teacher: {key[0]} steps x {key[1]} trajectories, {time.perf_counter() - t0:.1f} s")
+        return records[key]
+
+    order = sorted(samplers, key=lambda n: samplers[n]["method"] == "temperature")  # matches come first
+    for name in order:
+        d = samplers[name]
+        method, base = d["method"], d.get("base", "euler")
+        for nfe in ([d.get("teacher_steps") or settings["teacher_steps"]] if method == "teacher" else nfes):
+            t0 = time.perf_counter()
+            if method in ("uniform", "teacher"):
+                s = Schedule.uniform(base, nfe)
+            elif method == "file":
+                s = Schedule.load(d["path"])
+            elif method == "jys":
+                from .optimize.jys import jys_schedule
+
+                data = data_fn(d.get("trajectories") or settings["trajectories"], seed)
+                s = jys_schedule(bb.model, bb.graph, bb.noise, data, nfe, base=base, seed=seed,
+                                 batch_size=settings["batch_size"], device=device)
+            elif method in ("lsd", "lsd+"):
+                s = distill(bb.model, bb.graph, bb.noise, method=method, nfe=nfe, length=bb.length, base=base,
+                            convention=d.get("convention", "scale"),
+                            coupling=d.get("coupling", settings["coupling"]),
+                            zeta=d.get("zeta", settings["zeta"]), record=record_for(d), device=device)
+            else:
+                from .temperature import match_temperature
+
+                s = match_temperature(bb.model, bb.graph, bb.noise, out[(d["match"], nfe)], length=bb.length,
+                                      num_samples=d.get("num_samples", 128), seed=seed,
+                                      batch_size=settings["batch_size"], device=device)
+            s.metadata.update({"sampler": name, "backbone": bb.name, "seed": seed,
+                               "plan_wall_time_s": time.perf_counter() - t0})
+            out[(name, nfe)] = s
+            log(f"{name} NFE {nfe}: {time.perf_counter() - t0:.1f} s")
+    return out
