@@ -102,20 +102,73 @@ def text(bb, args, rows, lines):
                  + ", ".join(f"{k:.1f}: {v:.3f}" for k, v in kl.items()) + " nats.")
 
 
+class ChainDenoiser:
+    """Exact log p(x0_i = y | x_t) [B, L, V] of a first-order Markov chain (start law `initial`,
+    transition matrix `transition`) on the absorbing graph (mask id V), by forward-backward with
+    messages normalised to sum 1. Contradictory evidence (two revealed tokens no path joins) is
+    kept finite by a 1e-9 leak in the transition."""
+
+    def __init__(self, initial: torch.Tensor, transition: torch.Tensor, leak: float = 1e-9):
+        V = len(initial)
+        self.initial, self.vocab = initial.double(), V
+        self.transition = (1.0 - leak) * transition.double() + leak / V
+
+    def __call__(self, x_t, sigma_bar):
+        V, T = self.vocab, self.transition
+        B, L = x_t.shape
+        onehot = torch.nn.functional.one_hot(x_t.clamp_max(V - 1), V).double()
+        e = torch.where((x_t == V)[..., None], torch.ones_like(onehot), onehot)
+        alpha = torch.empty_like(e)
+        a = self.initial * e[:, 0]
+        alpha[:, 0] = a / a.sum(-1, keepdim=True)
+        for i in range(1, L):
+            a = (alpha[:, i - 1] @ T) * e[:, i]
+            alpha[:, i] = a / a.sum(-1, keepdim=True)
+        post = torch.empty_like(e)
+        post[:, -1] = alpha[:, -1]
+        beta = torch.ones(B, V, dtype=torch.float64)
+        for i in range(L - 2, -1, -1):
+            b = (e[:, i + 1] * beta) @ T.T
+            beta = b / b.sum(-1, keepdim=True)
+            p = alpha[:, i] * beta
+            post[:, i] = p / p.sum(-1, keepdim=True)
+        return torch.log(post).clamp_min(-1e4)
+
+
+def countdown_exact(task) -> "lsd.DenoiserScore":
+    """The exact score of the countdown language: a Markov chain on V values where a != 0 goes
+    to a - 1 and 0 restarts uniformly; the first token is uniform (a fresh countdown)."""
+    V = task.vocab
+    T = torch.zeros(V, V, dtype=torch.float64)
+    T[torch.arange(1, V), torch.arange(0, V - 1)] = 1.0
+    T[0] = 1.0 / V
+    return lsd.DenoiserScore(ChainDenoiser(torch.full((V,), 1.0 / V), T), lsd.AbsorbingGraph(V))
+
+
 def countdown(bb, args, rows, lines):
+    from lsd.backbones.registry import Backbone
     from lsd.tasks.countdown import Countdown
 
     task = Countdown()
+    exact = Backbone("exact", countdown_exact(task), bb.graph, bb.noise, task.length)
     result = {}
     for steps in STEPS:
-        x, wall = draw(bb, steps, args.samples, args.seed, args.batch)
-        result[steps] = (float(task.violates(x).double().mean()), float(task.violation_share(x).mean()))
-        print(f"  {bb.name:<20} Euler {steps:>4} steps: {100 * result[steps][0]:5.1f}% samples violate, "
-              f"{100 * result[steps][1]:.2f}% of transitions  ({wall:.0f} s)", flush=True)
-    ok = result[1024][0] <= 0.05 and result[8][0] > result[1024][0] + 0.2
-    rows.append((bb.name, f"{100 * result[1024][0]:.1f}% samples violate ({100 * result[1024][1]:.2f}% transitions)",
-                 f"{100 * result[8][0]:.1f}% ({100 * result[8][1]:.2f}%)", "<= 5% at 1024 steps",
-                 "yes" if ok else "NO"))
+        for who, model in (("model", bb), ("exact", exact)):
+            x, wall = draw(model, steps, args.samples, args.seed, args.batch)
+            result[(who, steps)] = (float(task.violates(x).double().mean()), float(task.violation_share(x).mean()))
+            print(f"  {bb.name:<20} {who:<6} Euler {steps:>4} steps: {100 * result[(who, steps)][0]:5.1f}% samples "
+                  f"violate, {100 * result[(who, steps)][1]:.3f}% of transitions  ({wall:.0f} s)", flush=True)
+    model, exact_1024 = result[("model", 1024)], result[("exact", 1024)]
+    ok = model[0] <= 0.05 and result[("model", 8)][0] > model[0] + 0.2
+    rows.append((bb.name, f"{100 * model[0]:.1f}% samples violate ({100 * model[1]:.3f}% transitions)",
+                 f"{100 * result[('model', 8)][0]:.1f}% ({100 * result[('model', 8)][1]:.2f}%)",
+                 "<= 5% at 1024 steps", "yes" if ok else f"NO (exact denoiser: {100 * exact_1024[0]:.1f}%)"))
+    lines.append(f"- `{bb.name}`: the exact denoiser of the countdown chain (forward-backward, same seeds) violates in "
+                 f"{100 * exact_1024[0]:.1f}% of samples at 1024 steps ({100 * exact_1024[1]:.3f}% of transitions) and "
+                 f"{100 * result[('exact', 8)][0]:.1f}% at 8: positions revealed in the same Euler step are drawn "
+                 f"independently, and with 256 tokens a 1024-step sampler reveals about 7 pairs of positions at most "
+                 f"31 apart (a countdown's reach) in the same step per sample, so even exact scores break the rule in a "
+                 f"sizeable share of samples; the 5% goal is below what uniform Euler at 1024 steps allows.")
 
 
 def digits(bb, args, rows, lines):

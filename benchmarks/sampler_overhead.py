@@ -5,7 +5,7 @@ on the same batch size, so the ratio is what matters, not the absolute seconds. 
 sampler (float64 step probabilities, categorical draws, random streams) adds at most 5%
 to the network time.
 
-    python benchmarks/sampler_overhead.py [--batch 64 --length 128 --vocab 128 --nfe 16 --threads 1]
+    python benchmarks/sampler_overhead.py [--quick] [--batch 64 --length 128 --vocab 128 --nfe 16 --threads 1]
 """
 from __future__ import annotations
 
@@ -35,16 +35,20 @@ class TimedModel:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--quick", action="store_true", help="batch 16, length 64, NFE 8, 2 repeats (same network)")
+    ap.add_argument("--batch", type=int, default=None, help="default 64 (--quick 16)")
+    ap.add_argument("--length", type=int, default=None, help="default 128 (--quick 64)")
     ap.add_argument("--vocab", type=int, default=128)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--blocks", type=int, default=4)
-    ap.add_argument("--nfe", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--nfe", type=int, default=None, help="default 16 (--quick 8)")
+    ap.add_argument("--repeats", type=int, default=None, help="default 3 (--quick 2)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--base", default="euler", choices=["euler", "tweedie"])
     args = ap.parse_args(argv)
+    for name, full, quick in (("batch", 64, 16), ("length", 128, 64), ("nfe", 16, 8), ("repeats", 3, 2)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -86,7 +90,9 @@ def main(argv=None) -> dict:
     print(f"sampling / (NFE x forward) = {ratio:.4f}  ->  sampler overhead {100 * (ratio - 1):+.1f}% "
           f"(goal <= +5%)")
     print(f"within the same sampling runs: time outside network calls / inside = {100 * in_run:.2f}%")
-    return {"forward_s": f, "sampling_s": s, "nfe": schedule.nfe, "ratio": ratio, "in_run_overhead": in_run}
+    return {"forward_s": f, "sampling_s": s, "nfe": schedule.nfe, "ratio": ratio, "in_run_overhead": in_run,
+            "setting": {"batch": args.batch, "length": args.length, "vocab": args.vocab, "hidden": args.hidden,
+                        "blocks": args.blocks, "threads": args.threads, "base": args.base, "repeats": args.repeats}}
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-import lsd
 from lsd import AbsorbingGraph, CallCounter, GeometricNoise, LogLinearNoise, Schedule, UniformGraph
 from lsd.optimize.jys import KLUBEstimator, golden_section, interval_klub, jys_schedule, teacher_data
 from lsd.tasks.toy import ExactScore, ToyDistribution, sampler_law, total_variation

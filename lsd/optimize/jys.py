@@ -58,7 +58,10 @@ Exact toy (V = 3, L = 4, absorbing, 4096 data, fine grid 1024; TV of the exact E
 
 "jys" is level with the uniform grid under log-linear noise (at M = 3 it is worse, 0.420
 against 0.330): it spends steps near t = 0, where tau-leaping's clock error in the last
-step is largest, an error the harness's Euler step does not make.
+step is largest, an error the harness's Euler step does not make. On oracle-text (V 128,
+L 64, exact denoiser, log-linear, 256 corpus sequences, fine grid 1024; NLL per token of
+1024 Euler samples, data 1.135): NFE 8 uniform 2.360, "jys" 2.227, "decoding" 2.188;
+NFE 16 uniform 1.736, "jys" 1.665, "decoding" 1.655 (standard errors about 0.01).
 
 Estimation
 ----------
