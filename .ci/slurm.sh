@@ -11,17 +11,25 @@
 #   5. stops the daemons it started, by PID, whatever happens (trap).
 # Every step that waits on SLURM is bounded by `timeout`.
 #
-#   bash .ci/slurm.sh            # all steps
-#   bash .ci/slurm.sh --up-only  # stop after `srun hostname` (checks the cluster only)
+#   bash .ci/slurm.sh                 # all steps
+#   bash .ci/slurm.sh --up-only       # stop after `srun hostname` (checks the cluster only)
+#   bash .ci/slurm.sh -- ARGS...      # extra snakemake arguments, e.g. --config 'backbones=["oracle-exact"]'
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 UP_ONLY=0
-[[ "${1:-}" == "--up-only" ]] && UP_ONLY=1
+EXTRA=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --up-only) UP_ONLY=1; shift ;;
+        --) shift; EXTRA=("$@"); break ;;
+        *) echo "usage: $0 [--up-only] [-- snakemake args...]" >&2; exit 2 ;;
+    esac
+done
 
 WORK=$(mktemp -d /tmp/lsd-slurm.XXXXXX)
 export SLURM_CONF="$WORK/slurm.conf"
-PIDS=()
+LINKED_CONF=""
 
 log() { printf '[slurm.sh] %s\n' "$*"; }
 
@@ -40,10 +48,14 @@ stop_daemons() {
             fi
         fi
     done
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    if [[ -n "$LINKED_CONF" && -L "$LINKED_CONF" ]]; then
+        rm -f "$LINKED_CONF"
+    fi
     if [[ $rc -ne 0 ]]; then
-        log "failed (exit $rc); daemon logs:"
+        log "failed (exit $rc); daemon logs (kept in $WORK):"
         tail -n 30 "$WORK"/*.log 2>/dev/null || true
+    else
+        rm -rf "$WORK"
     fi
     exit $rc
 }
@@ -98,6 +110,15 @@ PartitionName=cpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
 EOF
 log "slurm.conf: $SLURM_CONF (localhost, $CPUS CPUs, $MEM_MB MB)"
+# Job steps (srun inside the executor's sbatch jobs) do not inherit SLURM_CONF; they read the
+# default path. Link it there for the run, unless a real configuration lives there.
+if [[ -e /etc/slurm/slurm.conf || -L /etc/slurm/slurm.conf ]]; then
+    echo "slurm.sh: /etc/slurm/slurm.conf exists; refusing to replace a real SLURM configuration" >&2
+    exit 1
+fi
+mkdir -p /etc/slurm
+ln -s "$SLURM_CONF" /etc/slurm/slurm.conf
+LINKED_CONF=/etc/slurm/slurm.conf
 
 # 3. daemons ----------------------------------------------------------------------------
 chown munge:munge "$WORK/munge"
@@ -135,16 +156,15 @@ OMP_NUM_THREADS=1 timeout 1800 "$REPO/.venv/bin/snakemake" \
     --seconds-between-status-checks 5 \
     --slurm-logdir "$WORK/slurm-logs" --slurm-keep-successful-logs \
     --default-resources slurm_partition=cpu mem_mb=1000 runtime=30 \
-    --set-resources distill:slurm_partition=gpu distill:mem_mb=2000 sample:slurm_partition=gpu \
+    --set-resources schedules:slurm_partition=gpu schedules:mem_mb=2000 sample:slurm_partition=gpu \
         sample:mem_mb=2000 evaluate:slurm_partition=gpu evaluate:mem_mb=2000 \
-        temperature:slurm_partition=gpu temperature:mem_mb=2000 \
-    --jobs 2 --retries 0 2>&1 | tee "$WORK/snakemake.log"
+    --jobs 2 --retries 0 "${EXTRA[@]}" 2>&1 | tee "$WORK/snakemake.log"
 status=${PIPESTATUS[0]}
 set -e
 cd "$REPO"
 if [[ $status -ne 0 ]]; then
     log "snakemake failed (exit $status); job logs:"
-    tail -n 20 "$RUN"/results/logs/*/*/*/*/*.log "$RUN"/results/logs/*.log 2>/dev/null || true
+    tail -n 20 "$RUN"/results/logs/*/*/*.log "$RUN"/results/logs/*.log 2>/dev/null || true
     exit "$status"
 fi
 test -s "$RUN/results/metrics.csv"

@@ -19,6 +19,7 @@ Prints the numbers and writes benchmarks/BACKBONES.md.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -198,6 +199,30 @@ TASK_OF = {"tiny-sedd-text": text, "tiny-radd-text": text, "tiny-sedd-countdown"
            "tiny-sedd-digits": digits}
 
 
+def recipe_table() -> list[str]:
+    """One line per committed checkpoint: architecture, steps, batch, training time (from training.json)."""
+    from lsd.backbones.trained import checkpoint_dir
+
+    out = ["## Recipes as trained", "",
+           "| backbone | network | loss | steps x batch | train CPU time | wall (shared machine) | params | file |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name in TRAINED:
+        path = checkpoint_dir(name) / "training.json"
+        if not path.is_file():
+            continue
+        rec = json.loads(path.read_text())
+        m, t = rec["model"], rec["recipe"]["train"]
+        extras = [f"conv {m['conv_kernel']}" if m.get("conv_kernel") else "",
+                  "rotary values" if m.get("rotary_values") else "", "abs. positions" if m.get("pos_embed") else ""]
+        net = (f"{m['kind']} {m['graph']}, hidden {m['hidden_size']}, {m['n_blocks']} blocks x {m['n_heads']} heads, "
+               f"MLP x{m['mlp_ratio']}" + "".join(f", {e}" for e in extras if e))
+        size = (checkpoint_dir(name) / "model.safetensors").stat().st_size / 2**20
+        out.append(f"| `{name}` | {net} | {rec['recipe']['loss']} | {rec['steps']} x {t['batch_size']} | "
+                   f"{rec.get('train_cpu_s', 0) / 60:.1f} min | {rec['train_time_s'] / 60:.1f} min | "
+                   f"{rec['parameters'] / 1e6:.2f} M | {size:.1f} MiB |")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=64)
@@ -206,27 +231,42 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", nargs="+", default=list(TRAINED), choices=list(TRAINED))
     ap.add_argument("--dir", nargs="+", default=[], metavar="NAME=PATH", help="evaluate another checkpoint directory")
-    ap.add_argument("--no-write", action="store_true", help="do not write BACKBONES.md")
+    ap.add_argument("--no-write", action="store_true", help="write neither BACKBONES.md nor backbones.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     directories = dict(item.split("=", 1) for item in args.dir)
-    rows, lines = [], []
-    start = time.perf_counter()
+    store = HERE / "backbones.json"
+    results = json.loads(store.read_text()) if store.is_file() and not args.no_write else {}
     for name in args.only:
+        rows, lines = [], []
+        start = time.perf_counter()
         bb = load(name, directories)
         print(f"{name}: {bb.info.get('steps', '?')} training steps", flush=True)
         TASK_OF[name](bb, args, rows, lines)
-    wall = time.perf_counter() - start
-    table = ["| backbone | Euler 1024 steps | Euler 8 steps | goal | met |", "| --- | --- | --- | --- | --- |"]
-    table += [f"| `{r[0]}` | {r[1]} | {r[2]} | {r[3]} | {r[4]} |" for r in rows]
+        results[name] = {"row": rows[0], "notes": lines, "samples": args.samples, "seed": args.seed,
+                         "threads": args.threads, "minutes": round((time.perf_counter() - start) / 60, 1)}
+    table = ["| backbone | Euler 1024 steps | Euler 8 steps | goal | met | bench time |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    notes = []
+    for name in TRAINED:
+        if name in results:
+            r = results[name]
+            table.append(f"| `{name}` | {r['row'][1]} | {r['row'][2]} | {r['row'][3]} | {r['row'][4]} | "
+                         f"{r['minutes']} min |")
+            notes += r["notes"]
     print("\n".join(table))
     if not args.no_write:
+        from lsd.io import atomic_write_json, atomic_write_text
+
+        atomic_write_json(store, results)
+        samples = sorted({r["samples"] for r in results.values()})
         text_md = ["# Trained backbones (`lsd train`)", "",
                    f"`python benchmarks/backbones.py --samples {args.samples} --threads {args.threads}` "
-                   f"({args.samples} samples per cell, seed {args.seed}, uniform Euler, NFE = steps; "
-                   f"{wall / 60:.1f} min on {args.threads} CPU thread(s)). Recipes: `lsd.train.RECIPES`.", "",
-                   *table, "", *lines, ""]
-        (HERE / "BACKBONES.md").write_text("\n".join(text_md))
+                   f"(samples per cell: {samples}, seed {args.seed}, uniform Euler, NFE = steps, one CPU thread on "
+                   f"the shared 2-core CI machine; `--only NAME` reruns one backbone, the rest is kept in "
+                   f"benchmarks/backbones.json). Recipes: `lsd.train.RECIPES`; checkpoints: `checkpoints/<name>/`.", "",
+                   *table, "", *notes, "", *recipe_table(), ""]
+        atomic_write_text(HERE / "BACKBONES.md", "\n".join(text_md))
     return 0
 
 

@@ -4,11 +4,19 @@ Making them together lets all students of a seed share one teacher rollout (the 
 cost) and one process start-up, which is what keeps the embedded benchmark within a
 laptop's budget. Sampler definitions are the workflow config's `sampler_definitions`:
 `{method: uniform|teacher|jys|lsd|lsd+|temperature|file, base, convention, coupling, zeta,
-trajectories, teacher_steps, match, path}`.
+trajectories, teacher_steps, match, path, nfe, num_samples, fine_steps, iterations, quadrature}`:
+- `nfe`: this sampler's own NFE list instead of `nfes` (not for teachers);
+- `path` (file): a schedule JSON, `{backbone}`, `{nfe}` and `{seed}` filled in;
+- jys: `fine_steps`, `iterations`, `quadrature` of `jys_schedule` (its defaults when absent),
+  `trajectories` the number of data sequences of its KLUB;
+- temperature: `num_samples` (default 128) and `iterations` (bisection steps, default 12) of
+  `match_temperature`.
 """
 from __future__ import annotations
 
 import time
+
+import torch
 
 from .optimize.lsd import distill
 from .optimize.teacher import teacher_rollout
@@ -41,18 +49,21 @@ def make_schedules(bb, samplers: dict, nfes: list, seed: int, distill_settings: 
     for name in order:
         d = samplers[name]
         method, base = d["method"], d.get("base", "euler")
-        for nfe in ([d.get("teacher_steps") or settings["teacher_steps"]] if method == "teacher" else nfes):
+        own = [d.get("teacher_steps") or settings["teacher_steps"]] if method == "teacher" else d.get("nfe") or nfes
+        for nfe in own:
             t0 = time.perf_counter()
             if method in ("uniform", "teacher"):
                 s = Schedule.uniform(base, nfe)
             elif method == "file":
-                s = Schedule.load(d["path"])
+                s = Schedule.load(d["path"].format(backbone=bb.name, nfe=nfe, seed=seed))
             elif method == "jys":
                 from .optimize.jys import jys_schedule
 
                 data = data_fn(d.get("trajectories") or settings["trajectories"], seed)
-                s = jys_schedule(bb.model, bb.graph, bb.noise, data, nfe, base=base, seed=seed,
-                                 batch_size=settings["batch_size"], device=device)
+                knobs = {k: d[k] for k in ("fine_steps", "iterations", "quadrature") if d.get(k) is not None}
+                with torch.no_grad():  # jys_schedule does not turn autograd off itself
+                    s = jys_schedule(bb.model, bb.graph, bb.noise, data, nfe, base=base, seed=seed,
+                                     batch_size=settings["batch_size"], device=device, **knobs)
             elif method in ("lsd", "lsd+"):
                 s = distill(bb.model, bb.graph, bb.noise, method=method, nfe=nfe, length=bb.length, base=base,
                             convention=d.get("convention", "scale"),
@@ -62,8 +73,8 @@ def make_schedules(bb, samplers: dict, nfes: list, seed: int, distill_settings: 
                 from .temperature import match_temperature
 
                 s = match_temperature(bb.model, bb.graph, bb.noise, out[(d["match"], nfe)], length=bb.length,
-                                      num_samples=d.get("num_samples", 128), seed=seed,
-                                      batch_size=settings["batch_size"], device=device)
+                                      num_samples=d.get("num_samples") or 128, iterations=d.get("iterations") or 12,
+                                      seed=seed, batch_size=settings["batch_size"], device=device)
             s.metadata.update({"sampler": name, "backbone": bb.name, "seed": seed,
                                "plan_wall_time_s": time.perf_counter() - t0})
             out[(name, nfe)] = s

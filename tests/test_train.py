@@ -201,7 +201,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(recipe, tmp_path / "cut", progress=False, callback=interrupt)
     assert (tmp_path / "cut" / "state.pt").is_file() and not (tmp_path / "cut" / "model.safetensors").exists()
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(ValueError, match="--resume"):
         train(recipe, tmp_path / "cut", progress=False)
     train(recipe, tmp_path / "cut", progress=False, resume=True)
     assert not (tmp_path / "cut" / "state.pt").exists()
@@ -270,11 +270,12 @@ def test_dit_local_mixing_and_positions_are_optional(tmp_path):
     base = dict(tokens=20, hidden_size=32, n_heads=2, n_blocks=2, cond_dim=16, length=12)
     plain = DiTConfig(**base)
     hub = plain.to_hub_dict()
-    assert "conv_kernel" not in hub["model"] and "pos_embed" not in hub["model"]
+    assert not {"conv_kernel", "pos_embed", "rotary_values"} & set(hub["model"])
     assert not [k for k in DiT(plain).state_dict() if "conv" in k or "pos_embed" in k]
-    cfg = DiTConfig(**base, conv_kernel=5, pos_embed=True)
+    cfg = DiTConfig(**base, conv_kernel=5, pos_embed=True, rotary_values=True)
     hub = cfg.to_hub_dict()
     assert hub["model"]["conv_kernel"] == 5 and hub["model"]["pos_embed"] is True
+    assert hub["model"]["rotary_values"] is True
     assert DiTConfig.from_hub_dict(hub) == cfg
     torch.manual_seed(0)
     net = DiT(cfg).eval()
@@ -293,6 +294,11 @@ def test_dit_local_mixing_and_positions_are_optional(tmp_path):
         same = torch.full((1, 12), 3)
         out = net(same, sb[:1])
         assert (out[0, 5] - out[0, 6]).abs().max() > 1e-4
+        # rotary values change what attention reads (no parameters added)
+        other = DiT(DiTConfig(**base, conv_kernel=5, pos_embed=True))
+        assert other.state_dict().keys() == net.state_dict().keys()
+        other.load_state_dict(net.state_dict())
+        assert not torch.allclose(other.eval()(x, sb), net(x, sb))
     with pytest.raises(ValueError, match="position table"):
         net(torch.zeros(1, 13, dtype=torch.long), sb[:1])
     for bad in (4, -1, True):

@@ -94,29 +94,39 @@ def test_shipped_config_dry_runs(workdir, name):
     if SHIPPED[name]:  # merged as Snakemake merges --configfile: lists replaced, mappings merged
         update_config(config, yaml.safe_load((workdir / SHIPPED[name]).read_text()))
     plan = lsd_workflow.plan(config)
-    assert counts["evaluate"] == counts["sample"] == len(plan.cells)
+    # one job per (backbone, seed) and step, whatever the number of samplers and NFE
+    units = len(plan.backbones) * len(plan.seeds)
+    assert counts["schedules"] == counts["sample"] == counts["evaluate"] == units == len(plan.units)
     assert counts["report"] == 1 and counts["all"] == 1
-    learned = [c for c in plan.cells if plan.method(c.sampler) in lsd_workflow.DISTILLED]
-    assert counts.get("distill", 0) == len(learned)
+    assert len(plan.cells) == units * len(plan.unit_cells)
+    if name == "default":
+        assert counts == {"schedules": 15, "sample": 15, "evaluate": 15, "report": 1, "all": 1}
+        assert len(plan.cells) == 5 * 3 * (10 * 4 + 1)  # 10 samplers x 4 NFE + the teacher
     if name == "smoke":
-        assert counts == {"distill": 2, "uniform_schedule": 2, "sample": 4, "evaluate": 4, "report": 1, "all": 1}
+        assert counts == {"schedules": 2, "sample": 2, "evaluate": 2, "report": 1, "all": 1}
     if name == "paper":
         # sedd-small, sedd-medium, radd, their gpt2 tokenizer and gpt2-large, each downloaded once
-        assert counts["download"] == 5
+        assert counts["download"] == 5 and counts["schedules"] == 9
         assert "--device cuda" in text and "HF_HUB_OFFLINE=1" in text
     else:
         assert "download" not in counts
+    # every job of a unit lists every cell of it: the record of each (sampler, NFE) is an output
+    evaluate = text.split("rule evaluate:", 1)[1].split("\n\n", 1)[0]
+    outputs = re.search(r"output: (.*)", evaluate).group(1).split(", ")
+    assert len(outputs) == len(plan.unit_cells)
 
 
 def test_paper_config_dry_runs_through_the_slurm_profile(workdir):
     out = snakemake(workdir, "-n", "--profile", "workflow/profiles/slurm", "--configfile", SHIPPED["paper"])
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
-    sample = text.split("rule sample:", 1)[1].split("\n\n", 1)[0]
-    resources = re.search(r"resources: (.*)", sample).group(1)
-    assert "gpu=1" in resources and "slurm_partition=gpu" in resources and "mem_mb=32000" in resources
-    schedule = text.split("rule uniform_schedule:", 1)[1].split("\n\n", 1)[0]
-    assert "gpu=" not in re.search(r"resources: (.*)", schedule).group(1)
+    for rule in ("schedules", "sample", "evaluate"):
+        job = text.split(f"rule {rule}:", 1)[1].split("\n\n", 1)[0]
+        resources = re.search(r"resources: (.*)", job).group(1)
+        assert "gpu=1" in resources and "slurm_partition=gpu" in resources and "mem_mb=32000" in resources, rule
+    report = text.split("rule report:", 1)[1].split("\n\n", 1)[0]
+    resources = re.search(r"resources: (.*)", report).group(1)
+    assert "gpu=" not in resources and "slurm_partition=cpu" in resources
 
 
 def test_rules_are_thin_calls_of_the_cli():
@@ -126,7 +136,7 @@ def test_rules_are_thin_calls_of_the_cli():
     for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", path.read_text(), re.S | re.M):
             rules[m.group(1)] = m.group(2)
-    assert set(rules) == {"download", "uniform_schedule", "distill", "temperature", "sample", "evaluate", "report"}
+    assert set(rules) == {"download", "schedules", "sample", "evaluate", "report"}
     for name, body in rules.items():
         for directive in ("threads:", "log:", "conda:", "shell:"):
             assert directive in body, f"rule {name}: no {directive}"
@@ -167,6 +177,18 @@ BAD = {
                              "config.sampler_definitions.mine.base: required for method 'lsd'"),
     "unknown key": ("nfes: [8]\n", "config: Additional properties are not allowed ('nfes' was unexpected)"),
     "unknown device": ("device: tpu\n", "config.device: 'tpu' is not one of ['cpu', 'cuda']"),
+    "old threads key": ("threads: {distill: 2}\n",
+                        "config.threads: Additional properties are not allowed ('distill' was unexpected)"),
+    "lsd nfe not dividing the candidates": ("nfe: [8, 48]\ndistill: {teacher_steps: 1024, candidates: 128}\n",
+                                            "config.distill.candidates: 128 is not a multiple of NFE 48 of 'lsd-euler'"),
+    "lsd+ nfe above the candidates": ("samplers: [lsd+-euler]\nnfe: [8, 256]\n"
+                                      "distill: {teacher_steps: 1024, candidates: 128}\n",
+                                      "config.distill.candidates: 128 is fewer than NFE 256 of 'lsd+-euler'"),
+    "jys nfe above its fine grid": ("samplers: [jys-euler]\nsampler_definitions:\n"
+                                    "  jys-euler: {method: jys, base: euler, fine_steps: 32}\n",
+                                    "config.sampler_definitions.jys-euler.fine_steps: 32 is fewer than NFE 64"),
+    "knob of another method": ("sampler_definitions:\n  lsd-euler: {method: lsd, base: euler, fine_steps: 256}\n",
+                               "config.sampler_definitions.lsd-euler.fine_steps: only read by method jys, not 'lsd'"),
 }
 
 
@@ -184,16 +206,28 @@ def test_wrong_config_fails_in_one_line_naming_the_key(workdir, case):
     assert not any("Traceback" in line for line in lines)
 
 
-def test_file_sampler_reads_an_existing_schedule(workdir):
+def test_file_sampler_is_an_input_of_the_schedules_job(workdir):
+    """A file sampler's schedule is read by `lsd schedules` (copied, labelled with the sampler's name);
+    a temperature sampler matching a sampler outside the grid gets that schedule made too."""
     (workdir / "my" / "oracle-exact").mkdir(parents=True, exist_ok=True)
     (workdir / "my" / "oracle-exact" / "nfe8.json").write_text("{}")
-    (workdir / "mine.yaml").write_text("backbones: [oracle-exact]\nsamplers: [mine]\nnfe: [8]\nseeds: [0]\n"
-                                       "sampler_definitions:\n  mine: {method: file, path: 'my/{backbone}/nfe{nfe}.json'}\n")
-    out = snakemake(workdir, "-n", "--configfile", "mine.yaml")
+    (workdir / "mine.yaml").write_text(
+        "backbones: [oracle-exact]\nsamplers: [mine, temp@lsd+-euler-power]\nnfe: [8]\nseeds: [0]\n"
+        "sampler_definitions:\n  mine: {method: file, path: 'my/{backbone}/nfe{nfe}.json'}\n")
+    out = snakemake(workdir, "-n", "-p", "--configfile", "mine.yaml")
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-2000:]
-    assert "--schedule my/oracle-exact/nfe8.json" in text or "my/oracle-exact/nfe8.json" in text
-    assert job_counts(text).get("uniform_schedule") is None
+    assert job_counts(text) == {"schedules": 1, "sample": 1, "evaluate": 1, "report": 1, "all": 1}
+    job = text.split("rule schedules:", 1)[1].split("\n\n", 1)[0]
+    assert re.search(r"input: .*my/oracle-exact/nfe8\.json", job), job
+    outputs = set(re.search(r"output: (.*)", job).group(1).split(", "))
+    assert outputs == {f"results/schedules/oracle-exact/{s}/nfe8/seed0.json"
+                       for s in ("mine", "temp@lsd+-euler-power", "lsd+-euler-power")}
+    samplers = json.loads(re.search(r"--samplers-json '([^']*)'", text).group(1))
+    assert samplers["mine"] == {"method": "file", "path": "my/{backbone}/nfe{nfe}.json", "convention": "scale"}
+    assert set(samplers) == {"mine", "temp@lsd+-euler-power", "lsd+-euler-power"}
+    sample = text.split("rule sample:", 1)[1].split("\n\n", 1)[0]
+    assert "lsd+-euler-power/" not in re.search(r"output: (.*)", sample).group(1).replace("temp@lsd+-euler-power", "")
 
 
 def test_schema_documents_every_key_with_a_default():
@@ -228,11 +262,26 @@ def test_plan_defaults_and_layout():
     teacher = [c for c in plan.cells if c.sampler == "teacher"]
     assert {c.nfe for c in teacher} == {config["distill"]["teacher_steps"]}
     assert plan.env() == "HF_HUB_OFFLINE=1"  # embedded backbones: no Hub cache to point at
-    w = type("W", (), {"backbone": "oracle-exact", "sampler": "lsd+-euler-power", "nfe": "16", "seed": "2"})()
-    flags = plan.distill_flags(w)
-    assert "--method lsd+ --base euler --nfe 16 --convention power" in flags and "--seed 2" in flags
-    w.sampler = "temp@lsd+-euler-power"
-    assert plan.matched_schedule(w) == "results/schedules/oracle-exact/lsd+-euler-power/nfe16/seed2.json"
+    assert plan.units == [(b, s) for b in config["backbones"] for s in config["seeds"]]
+    # the files of a unit: patterns of {backbone} and {seed}, one per (sampler, NFE), in the same order
+    schedules, samples, records = plan.unit_sample_schedules(), plan.unit_samples(), plan.unit_records()
+    assert len(schedules) == len(samples) == len(records) == len(plan.unit_cells)
+    assert schedules[0] == "results/schedules/{backbone}/euler/nfe8/seed{seed}.json"
+    assert samples[0] == "work/samples/{backbone}/euler/nfe8/seed{seed}.safetensors"
+    assert records[-1] == f"results/records/{{backbone}}/teacher/nfe{config['distill']['teacher_steps']}/seed{{seed}}.json"
+    assert set(plan.unit_schedules()) == set(schedules)  # every matched sampler is in the grid
+    w = type("W", (), {"backbone": "oracle-exact", "seed": "2"})()
+    flags = plan.schedules_flags(w)
+    assert flags.startswith("--nfe 8 16 32 64 --samplers-json ") and "--device cpu" in flags
+    samplers = json.loads(re.search(r"--samplers-json '([^']*)'", flags).group(1))
+    assert set(samplers) == set(config["samplers"])
+    assert samplers["lsd+-euler-power"] == {"method": "lsd+", "base": "euler", "convention": "power"}
+    assert samplers["temp@lsd+-euler-power"]["match"] == "lsd+-euler-power"
+    assert not any(v is None for d in samplers.values() for v in d.values())  # unset keys left out
+    distill = json.loads(re.search(r"--distill-json '([^']*)'", flags).group(1))
+    assert distill == {**{k: config["distill"].get(k, 128) for k in lsd_workflow.DISTILL_KEYS},
+                       "batch_size": config["backbone_settings"]["oracle-exact"]["batch_size"]}
+    assert plan.schedule_dir(w) == "results/schedules/oracle-exact"
 
 
 # ---------------------------------------------------------------------------------------
@@ -493,3 +542,33 @@ def test_smoke_workflow_end_to_end_on_the_exact_backbone(tmp_path):
 @pytest.mark.skipif(SMOKE_NOT_READY is not None, reason=f"smoke workflow not ready: {SMOKE_NOT_READY}")
 def test_smoke_workflow_end_to_end(tmp_path):
     run_smoke(tmp_path, SMOKE_BACKBONES)
+
+
+# ---------------------------------------------------------------------------------------
+# What the workflow passes to `lsd schedules` reaches the optimisers (lsd.plan)
+# ---------------------------------------------------------------------------------------
+def test_make_schedules_reads_the_knobs_of_a_definition(tmp_path):
+    from lsd.backbones.registry import load_backbone
+    from lsd.plan import make_schedules
+    from lsd.schedule import Schedule
+
+    bb = load_backbone("toy-absorbing")
+    for nfe in (2, 4):
+        Schedule.uniform("tweedie", nfe).save(tmp_path / f"mine-{bb.name}-{nfe}-1.json")
+    samplers = {
+        "jys": {"method": "jys", "base": "euler", "fine_steps": 16, "iterations": 2, "quadrature": 1,
+                "trajectories": 8},
+        "lsd": {"method": "lsd", "base": "euler", "nfe": [4]},
+        "mine": {"method": "file", "path": str(tmp_path / "mine-{backbone}-{nfe}-{seed}.json")},
+        "temp@lsd": {"method": "temperature", "match": "lsd", "nfe": [4], "num_samples": 8, "iterations": 2},
+    }
+    made = make_schedules(bb, samplers, [2, 4], 1, {"teacher_steps": 32, "trajectories": 8, "candidates": 16,
+                                                    "batch_size": 8},
+                          data_fn=lambda n, seed: bb.model.dist.sample(n, seed=seed), log=lambda *a: None)
+    assert set(made) == {("jys", 2), ("jys", 4), ("lsd", 4), ("mine", 2), ("mine", 4), ("temp@lsd", 4)}
+    jys = made[("jys", 4)].metadata
+    assert (jys["fine_steps"], jys["iterations"], jys["quadrature"], jys["data_size"]) == (16, 2, 1, 8)
+    temp = made[("temp@lsd", 4)].metadata
+    assert temp["num_samples"] == 8 and len(temp["search"]) <= 2 + 2
+    assert made[("mine", 4)].base == "tweedie" and made[("mine", 4)].nfe == 4
+    assert {s.metadata["sampler"] for s in made.values()} == {"jys", "lsd", "mine", "temp@lsd"}
