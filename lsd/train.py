@@ -165,6 +165,32 @@ def sample_times(batch: int, t_eps: float, generator: torch.Generator) -> torch.
     return t_eps + (1.0 - t_eps) * grid
 
 
+TIME_SAMPLING = ("uniform", "mixed-log")
+
+
+def sample_times_weighted(batch: int, t_eps: float, generator: torch.Generator, scheme: str = "uniform"):
+    """Times [B] and importance weights [B] (float64) whose weighted mean estimates the uniform-time loss.
+
+    'uniform': `sample_times`, weights 1. 'mixed-log': the first half of the batch stratified
+    uniform on [t_eps, 1], the second half stratified log-uniform (ten times more draws below
+    t = 0.02 at t_eps = 1e-3: the rarely seen low-noise end, where SEDD's score totals decide
+    when the last masks go), each weighted by the balance heuristic u(t) / p_mix(t) with
+    p_mix = (u + l) / 2, so the loss stays an unbiased estimate of the same ELBO."""
+    if scheme == "uniform":
+        t = sample_times(batch, t_eps, generator)
+        return t, torch.ones_like(t)
+    if scheme != "mixed-log":
+        raise ValueError(f"train.time_sampling: unknown {scheme!r}; choose one of {list(TIME_SAMPLING)}")
+    half = batch // 2
+    t_uni = sample_times(batch - half, t_eps, generator)
+    grid = sample_times(half, 0.0, generator)
+    t_log = t_eps ** (1.0 - grid)  # log-uniform on [t_eps, 1]
+    t = torch.cat([t_uni, t_log])
+    dens_uni = 1.0 / (1.0 - t_eps)
+    dens_log = 1.0 / (t * math.log(1.0 / t_eps))
+    return t, dens_uni / (0.5 * dens_uni + 0.5 * dens_log)
+
+
 def diffusion_loss(net, x0: torch.Tensor, t: torch.Tensor, u: torch.Tensor, graph: Graph, noise: Noise,
                    loss: str) -> torch.Tensor:
     """Per-sequence ELBO-weighted loss [B] (nats) at times t [B] with corruption uniforms u [B, L, 2]."""
@@ -313,10 +339,12 @@ class Trainer:
         """Per-token loss [B] of the batch of `step` under `seed` (data, times and noise)."""
         x0 = draw_batch(self.task, batch, seed, step).to(self.device)
         g = _step_generator(seed, step, 2)
-        t = sample_times(batch, float(self.train_cfg["t_eps"]), g)
+        t, w = sample_times_weighted(batch, float(self.train_cfg["t_eps"]), g,
+                                     self.train_cfg.get("time_sampling", "uniform"))
         u = torch.rand(batch, self.task.length, 2, generator=g, dtype=torch.float64)
-        return diffusion_loss(self.net, x0, t.to(self.device), u.to(self.device), self.graph, self.noise,
-                              self.recipe["loss"]) / self.task.length
+        loss = diffusion_loss(self.net, x0, t.to(self.device), u.to(self.device), self.graph, self.noise,
+                              self.recipe["loss"])
+        return w.to(loss) * loss / self.task.length
 
     @torch.no_grad()
     def evaluate(self) -> float:

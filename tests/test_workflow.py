@@ -284,6 +284,18 @@ def test_plan_defaults_and_layout():
     assert plan.schedule_dir(w) == "results/schedules/oracle-exact"
 
 
+def test_a_sampler_with_its_own_nfe_list():
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    update_config(config, {"backbones": ["oracle-exact"], "samplers": ["euler", "fine"], "nfe": [8], "seeds": [0],
+                           "sampler_definitions": {"fine": {"method": "lsd+", "base": "euler", "nfe": [16, 32]}}})
+    plan = lsd_workflow.plan(config)
+    assert plan.unit_cells == [("euler", 8), ("fine", 16), ("fine", 32)]
+    w = type("W", (), {"backbone": "oracle-exact", "seed": "0"})()
+    assert plan.schedules_flags(w).startswith("--nfe 8 --samplers-json ")  # the grid's; `fine` keeps its own
+    samplers = json.loads(re.search(r"--samplers-json '([^']*)'", plan.schedules_flags(w)).group(1))
+    assert samplers["fine"]["nfe"] == [16, 32]
+
+
 # ---------------------------------------------------------------------------------------
 # Environments and names agree with the package
 # ---------------------------------------------------------------------------------------

@@ -43,6 +43,9 @@ def load_trained(name: str, device="cpu", autocast: bool = False):
     record = folder / "training.json"
     if record.is_file():
         data = json.loads(record.read_text())
-        info.update(task=data.get("task"), steps=data.get("steps"), seed=data.get("seed"),
+        task = data.get("task") or {}
+        # the same keys as every registered backbone: task name, its config and fingerprint
+        info.update(task=task.get("name"), task_config=task.get("config", {}),
+                    task_fingerprint=task.get("fingerprint"), steps=data.get("steps"), seed=data.get("seed"),
                     git=(data.get("provenance") or {}).get("git"))
     return Backbone(name, as_score_model(net), cfg.make_graph(), cfg.make_noise(), cfg.length, info)

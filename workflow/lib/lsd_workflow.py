@@ -375,8 +375,8 @@ class Plan:
 
     def schedules_flags(self, wildcards) -> str:
         """`lsd schedules` arguments besides --backbone, --seed and --out-dir."""
-        nfe = sorted({n for s, n in self.schedule_cells if self.method(s) != "teacher"} or set(self.config["nfe"]))
-        return (f"--nfe {' '.join(str(n) for n in nfe)} --samplers-json {shlex.quote(self.samplers_json())} "
+        nfe = " ".join(str(n) for n in self.config["nfe"])  # samplers with an `nfe` list of their own use theirs
+        return (f"--nfe {nfe} --samplers-json {shlex.quote(self.samplers_json())} "
                 f"--distill-json {shlex.quote(self.distill_json(wildcards.backbone))} "
                 f"--device {self.config['device']} --quiet")
 
