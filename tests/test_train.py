@@ -330,7 +330,8 @@ def test_committed_checkpoints_load_and_sample(name):
     bb = load_trained(name)
     record = bb.info
     task = lsd.train.make_task(get_recipe(name))
-    assert record["task"]["fingerprint"] == task.fingerprint() and record["steps"] == RECIPES[name]["train"]["steps"]
+    assert record["task_fingerprint"] == task.fingerprint() and record["steps"] == RECIPES[name]["train"]["steps"]
+    assert record["task"] == task.name and record["task_config"] == task.config()
     assert (bb.length, bb.graph.num_tokens) == (task.length, task.vocab)
     counter = lsd.CallCounter(bb.model)
     x = lsd.sample(counter, lsd.Schedule.uniform("euler", 4), graph=bb.graph, noise=bb.noise, num_samples=4,
