@@ -147,8 +147,6 @@ GRAPHS = {"absorbing": AbsorbingGraph, "uniform": UniformGraph}
 
 def make_graph(config: dict) -> Graph:
     """Build a graph from `{"type": name, "num_tokens": V}`."""
-    config = dict(config)
-    kind = config.pop("type", None)
-    if kind not in GRAPHS:
-        raise ValueError(f"graph.type: unknown {kind!r}; choose one of {sorted(GRAPHS)}")
-    return GRAPHS[kind](**config)
+    from .noise import build_from_config
+
+    return build_from_config(GRAPHS, config, "graph")

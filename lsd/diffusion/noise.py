@@ -67,10 +67,15 @@ class GeometricNoise(Noise):
 NOISES = {"loglinear": LogLinearNoise, "geometric": GeometricNoise}
 
 
-def make_noise(config: dict) -> Noise:
-    """Build a noise schedule from `{"type": name, **params}`."""
+def build_from_config(registry: dict, config: dict, what: str):
+    """`registry[config["type"]](**other keys)`, with a one-line error naming `what.type`."""
     config = dict(config)
     kind = config.pop("type", None)
-    if kind not in NOISES:
-        raise ValueError(f"noise.type: unknown {kind!r}; choose one of {sorted(NOISES)}")
-    return NOISES[kind](**config)
+    if kind not in registry:
+        raise ValueError(f"{what}.type: unknown {kind!r}; choose one of {sorted(registry)}")
+    return registry[kind](**config)
+
+
+def make_noise(config: dict) -> Noise:
+    """Build a noise schedule from `{"type": name, **params}`."""
+    return build_from_config(NOISES, config, "noise")
