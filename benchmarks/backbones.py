@@ -93,10 +93,10 @@ def text(bb, args, rows, lines):
             print(f"  {bb.name:<20} {who:<6} Euler {steps:>4} steps: {nll:.3f} nats/token, oracle PPL "
                   f"{math.exp(nll):6.2f}  ({wall:.0f} s)", flush=True)
     ok = math.exp(result[("model", 1024)]) <= goal and result[("model", 8)] > result[("model", 1024)] + 0.1
-    rows.append((bb.name, f"oracle PPL {math.exp(result[('model', 1024)]):.2f} "
+    rows.append((bb.name, f"oracle PPL {math.exp(result[('model', 1024)]):.3f} "
                  f"({result[('model', 1024)]:.3f} nats/token)",
                  f"oracle PPL {math.exp(result[('model', 8)]):.2f} ({result[('model', 8)]:.3f})",
-                 f"<= {goal:.2f} at 1024 steps", "yes" if ok else "NO"))
+                 f"<= {goal:.3f} at 1024 steps", "yes" if ok else "NO"))
     lines.append(f"- `{bb.name}`: exact denoiser on the same seeds: {result[('exact', 1024)]:.3f} nats/token at "
                  f"1024 steps, {result[('exact', 8)]:.3f} at 8; language entropy rate {floor:.3f} "
                  f"(PPL {math.exp(floor):.2f}). KL(exact || model) per masked token at mask rate "

@@ -15,7 +15,7 @@ from lsd.backbones.hub import BackboneNotAvailable, load_dit, save_dit
 from lsd.backbones.trained import TRAINED, load_trained
 from lsd.tasks.toy import ExactScore, ToyDistribution
 from lsd.train import (RECIPES, _k, configure_parser, diffusion_loss, get_recipe, masked_cross_entropy, run,
-                       sample_times, sample_times_weighted, score_entropy, train)
+                       sample_times, score_entropy, train)
 
 GRAPHS = {"absorbing": (lsd.AbsorbingGraph, lsd.LogLinearNoise), "uniform": (lsd.UniformGraph, lsd.GeometricNoise)}
 
@@ -172,23 +172,6 @@ def test_sample_times_are_stratified():
     t = sample_times(8, 1e-3, torch.Generator().manual_seed(0))
     strata = torch.floor((t - 1e-3) / (1 - 1e-3) * 8).long()
     assert sorted(strata.tolist()) == list(range(8))
-    t2, w = sample_times_weighted(8, 1e-3, torch.Generator().manual_seed(0), "uniform")
-    assert torch.equal(t, t2) and torch.equal(w, torch.ones(8, dtype=torch.float64))
-
-
-def test_mixed_log_time_sampling_is_unbiased():
-    """The importance-weighted mean over mixed-log times estimates the same integral as uniform times."""
-    g = torch.Generator().manual_seed(0)
-    f = lambda t: torch.exp(-3 * t) + 1 / (t + 0.01)  # noqa: E731  (steep near t = 0, like the loss)
-    grid = torch.linspace(1e-3, 1, 200001, dtype=torch.float64)
-    exact = float(f(grid).mean())
-    estimates = torch.tensor([float((lambda tw: (tw[1] * f(tw[0])).mean())(sample_times_weighted(64, 1e-3, g, "mixed-log")))
-                              for _ in range(300)])
-    assert abs(float(estimates.mean()) - exact) < 4 * float(estimates.std()) / 300 ** 0.5 + 1e-3
-    t, _ = sample_times_weighted(64, 1e-3, g, "mixed-log")
-    assert float((t < 0.02).double().mean()) > 0.15 and float(t.min()) >= 1e-3 and float(t.max()) <= 1.0
-    with pytest.raises(ValueError, match="time_sampling"):
-        sample_times_weighted(4, 1e-3, g, "cosine")
 
 
 # the training loop -----------------------------------------------------------------------------
