@@ -63,6 +63,23 @@ def schedules_for(bb, record, nfe, seed, args, data):
     return out
 
 
+def sample_rows(bb, task, schedule, num_samples: int, seed: int, batch_size: int = 256, **labels) -> list[dict]:
+    """Draw `num_samples` sequences with `schedule` (sampling seed 1000 + seed, so that sampling
+    never reuses the distillation's streams) and return one row per sample: oracle NLL in
+    nats/token and unigram entropy, with `labels` and the seed."""
+    t0 = time.perf_counter()
+    counter = lsd.CallCounter(bb.model)
+    x = lsd.sample(counter, schedule, graph=bb.graph, noise=bb.noise, num_samples=num_samples,
+                   length=bb.length, seed=1000 + seed, batch_size=batch_size)
+    nll = (task.nll(x) / bb.length).numpy()
+    ent = unigram_entropy_per_sample(x).numpy()
+    label = " ".join(f"{k} {v}" for k, v in labels.items())
+    print(f"  {label:<40} seed {seed}: NLL {nll.mean():.4f}  entropy {ent.mean():.4f}  "
+          f"({counter.calls // -(-num_samples // batch_size)} calls/sample, {time.perf_counter() - t0:.1f} s)",
+          flush=True)
+    return [{**labels, "seed": seed, "nll": float(nll[i]), "entropy": float(ent[i])} for i in range(len(x))]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default="oracle-exact")
@@ -82,17 +99,8 @@ def main(argv=None):
     task = make_task(bb.info["task"], **bb.info.get("task_config", {}))
     rows, learned_meta = [], []
 
-    def measure(name, nfe, seed, schedule, calls=None):
-        t0 = time.perf_counter()
-        counter = lsd.CallCounter(bb.model)
-        x = lsd.sample(counter, schedule, graph=bb.graph, noise=bb.noise, num_samples=args.samples,
-                       length=bb.length, seed=1000 + seed, batch_size=256)
-        nll = (task.nll(x) / bb.length).numpy()
-        ent = unigram_entropy_per_sample(x).numpy()
-        for i in range(len(x)):
-            rows.append({"sampler": name, "nfe": nfe, "seed": seed, "nll": nll[i], "entropy": ent[i]})
-        print(f"  {name:<24} NFE {nfe:>4} seed {seed}: NLL {nll.mean():.4f}  entropy {ent.mean():.4f}  "
-              f"({counter.calls // -(-args.samples // 256)} calls/sample, {time.perf_counter() - t0:.1f} s)", flush=True)
+    def measure(name, nfe, seed, schedule):
+        rows.extend(sample_rows(bb, task, schedule, args.samples, seed, sampler=name, nfe=nfe))
 
     started = time.perf_counter()
     for seed in args.seeds:

@@ -13,6 +13,9 @@
 - `figures/<backbone>__metrics_vs_nfe.png` (log axes), `<backbone>__<metric>_vs_entropy.png`
   (quality against diversity) and, with `--schedules`, `<backbone>__<sampler>__schedule.png`
   (learned coefficients Phi_k and step sizes kappa_k of every NFE);
+- `precision.csv`: per backbone and quality metric, the gap between uniform Euler at the
+  smallest NFE and the teacher row, the widest 95% interval of the other cells and how many
+  are wider than a tenth of that gap (can the table rank the samplers?);
 - `README.md` indexing them.
 Reference values that do not depend on the sampler (a task's perplexity floor, the data's
 entropy: constant and without an interval) get no table of their own; they are listed in
@@ -460,11 +463,40 @@ def build_report(records, out, schedules=None, backbones=None, samplers=None, nf
                     written.append(str(figure_schedule(group, backbone, sampler, path)))
                     index.setdefault(backbone, {"tables": [], "figures": []})["figures"].append(
                         (f"learned schedule of {sampler} (Phi and kappa per NFE)", path))
-    written.append(str(_write_text(out / "README.md", readme(df, summary, references, index, out))))
+    precise = precision(summary, references)
+    written.append(str(_write_text(out / "precision.csv", precise.to_csv(index=False))))
+    written.append(str(_write_text(out / "README.md", readme(df, summary, references, index, out, precise))))
     return [str(p) for p in written]
 
 
-def readme(df, summary, references, index, out: Path) -> str:
+def precision(summary, references: dict | None = None, baseline: str = "euler", reference: str = "teacher"):
+    """Are the intervals narrow enough to rank samplers? Per backbone and quality metric: the gap
+    between `baseline` at its smallest NFE and `reference` (the teacher row), the widest 95%
+    interval of the other cells, and how many cells are wider than a tenth of the gap (the
+    workflow's sizing goal). Empty when a backbone lacks either row."""
+    import pandas as pd
+
+    rows = []
+    for (backbone, metric), g in summary.groupby(["backbone", "metric"], sort=False):
+        if direction(metric) is None or metric in (references or {}).get(backbone, {}):
+            continue
+        base, ref = g[g["sampler"] == baseline], g[g["sampler"] == reference]
+        if base.empty or ref.empty:
+            continue
+        first = base.sort_values("nfe").iloc[0]
+        gap = abs(float(first["mean"]) - float(ref["mean"].iloc[0]))
+        cells = g[g["sampler"] != reference]
+        width = (cells["high"] - cells["low"]).astype(float)
+        widest = cells.loc[width.idxmax()] if width.notna().any() else None
+        rows.append({"backbone": backbone, "metric": metric, "baseline_nfe": int(first["nfe"]), "gap": gap,
+                     "tenth_of_gap": gap / 10, "widest_interval": float(width.max()),
+                     "widest_cell": f"{widest['sampler']} NFE {int(widest['nfe'])}" if widest is not None else "",
+                     "cells": int(width.notna().sum()), "cells_wider_than_tenth": int((width > gap / 10).sum())})
+    return pd.DataFrame(rows, columns=["backbone", "metric", "baseline_nfe", "gap", "tenth_of_gap", "widest_interval",
+                                       "widest_cell", "cells", "cells_wider_than_tenth"])
+
+
+def readme(df, summary, references, index, out: Path, precise=None) -> str:
     files = df["file"].nunique()
     lines = [
         "# Results", "",
@@ -483,6 +515,17 @@ def readme(df, summary, references, index, out: Path) -> str:
     hashes = sorted({h for h in df["config_hash"].dropna()})
     if gits:
         lines += [f"Code: git {', '.join(gits)}." + (f" Config hashes: {', '.join(hashes)}." if hashes else ""), ""]
+    if precise is not None and len(precise):
+        lines += ["## Precision", "",
+                  "Is a cell's 95% interval narrower than a tenth of the gap between uniform Euler at the smallest "
+                  "NFE and the teacher ([`precision.csv`](precision.csv))?", "",
+                  "| backbone | metric | gap | tenth | widest interval (cell) | cells wider than a tenth |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for _, r in precise.iterrows():
+            lines.append(f"| {r['backbone']} | {r['metric']} | {format_number(r['gap'])} | "
+                         f"{format_number(r['tenth_of_gap'])} | {format_number(r['widest_interval'])} "
+                         f"({r['widest_cell']}) | {r['cells_wider_than_tenth']} of {r['cells']} |")
+        lines.append("")
     for backbone, entry in index.items():
         lines += [f"## {backbone}", ""]
         refs = references.get(backbone, {})

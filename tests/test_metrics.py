@@ -448,9 +448,13 @@ def test_seed_interval_methods():
 
     half = stats.t.ppf(0.975, 1) * math.sqrt(2.0) / math.sqrt(2)
     assert two.method == "t" and two.low == pytest.approx(2 - half) and two.high == pytest.approx(2 + half)
-    five = seed_interval([1.0, 2.0, 3.0, 2.5, 1.5], seed=3)
-    assert five.method == "bootstrap-percentile" and 1.0 <= five.low < 2.0 < five.high <= 3.0
-    assert seed_interval([1.0, 2.0, 3.0, 2.5, 1.5], seed=3) == five
+    three = seed_interval([1.0, 2.0, 3.0])  # few seeds: t, wider than the observed range
+    assert three.method == "t" and three.low < 1.0 and three.high > 3.0
+    assert three.high - three.low == pytest.approx(2 * stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3))
+    many = [1.0, 2.0, 3.0, 2.5, 1.5, 2.2, 1.8, 2.9, 1.1, 2.0]
+    ten = seed_interval(many, seed=3)
+    assert ten.method == "bootstrap-percentile" and 1.0 <= ten.low < 2.0 < ten.high <= 3.0
+    assert seed_interval(many, seed=3) == ten
 
 
 # ---------------------------------------------------------------------------------------

@@ -448,6 +448,19 @@ def test_report_tables_equal_the_csv(tmp_path):
     for name in tables + figures:
         assert name in readme
     assert "oracle_ppl_floor = 4.500" in readme
+    # precision: the gap (Euler at the smallest NFE vs teacher) against the widest interval
+    precise = pd.read_csv(out / "precision.csv")
+    assert sorted(precise["metric"]) == ["oracle_ppl_corpus"] * 2  # entropy has no direction
+    for _, r in precise.iterrows():
+        cells = summary[(summary["backbone"] == r["backbone"]) & (summary["metric"] == r["metric"])]
+        euler = cells[(cells["sampler"] == "euler") & (cells["nfe"] == min(NFES))]["mean"].iloc[0]
+        teacher = cells[cells["sampler"] == "teacher"]["mean"].iloc[0]
+        assert r["gap"] == pytest.approx(abs(euler - teacher))
+        others = cells[cells["sampler"] != "teacher"]
+        widths = others["high"] - others["low"]
+        assert r["widest_interval"] == pytest.approx(widths.max())
+        assert r["cells_wider_than_tenth"] == int((widths > r["gap"] / 10).sum())
+    assert "## Precision" in readme
     assert not list(out.rglob(".*.tmp")) and not list(out.rglob(".*.png"))  # atomic writes left nothing
 
 

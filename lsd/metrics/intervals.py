@@ -8,11 +8,10 @@ Within a run (hundreds of samples): `scipy.stats.bootstrap`, BCa by default, wit
 
 Across seeds (a few runs, one value each): `seed_interval(values)`:
 - 1 value: no interval (NaN bounds, method 'single').
-- 2 values: Student t-interval, mean +- t_{0.975, n-1} * sd / sqrt(n) (method 't'); with one
-  degree of freedom it is wide (t = 12.7), which is honest for two runs.
-- 3 or more values: percentile bootstrap of the mean (method 'bootstrap-percentile'). With
-  fewer than about 10 seeds any bootstrap interval undercovers (it cannot reach beyond the
-  observed range); read it as a spread of the runs, not a calibrated 95% interval.
+- 2 to 9 values: Student t-interval, mean +- t_{0.975, n-1} * sd / sqrt(n) (method 't'). With
+  few runs it is wide (t = 12.7 for two, 4.3 for three), which is honest: a bootstrap over
+  so few values cannot reach beyond the observed range and undercovers badly.
+- 10 or more values: percentile bootstrap of the mean (method 'bootstrap-percentile').
 Degenerate data (all values equal) gives the zero-width interval [v, v] (method 'degenerate').
 """
 from __future__ import annotations
@@ -23,6 +22,9 @@ import warnings
 
 import numpy as np
 from scipy import stats
+
+
+T_BELOW = 10  # fewer seeds than this: Student t; from this many on: bootstrap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +125,7 @@ def seed_interval(values, confidence: float = 0.95, n_resamples: int = 2000, see
         return Interval(est, math.nan, math.nan, confidence, "single", 1)
     if np.all(v == v[0]):
         return Interval(est, est, est, confidence, "degenerate", n)
-    if n < 3:
+    if n < T_BELOW:
         half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * float(v.std(ddof=1)) / math.sqrt(n)
         return Interval(est, est - half, est + half, confidence, "t", n)
     iv = bootstrap_interval(v, confidence=confidence, n_resamples=n_resamples, seed=seed, method="percentile")

@@ -286,6 +286,7 @@ def distill(model, graph: Graph, noise: Noise, *, method: str, nfe: int, length:
     return Schedule(base, times, result["coefficients"], convention=convention, metadata=meta)
 
 
+@torch.no_grad()
 def held_out_loss(model, graph, noise, record, grid, schedule: Schedule, coupling, rows, batch_size, device) -> float:
     """Sum over steps of the LSD loss of `schedule`'s coefficients, student started unperturbed."""
     rows = list(rows)

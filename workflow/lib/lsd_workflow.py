@@ -22,6 +22,7 @@ A bad config fails at parse time with one line naming the key:
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ REPORT_BENCHMARK = RESULTS + "/benchmarks/report.tsv"
 REPORT_OUTPUTS = {
     "csv": RESULTS + "/metrics.csv",
     "summary": RESULTS + "/summary.csv",
+    "precision": RESULTS + "/precision.csv",
     "tables": RESULTS + "/tables",
     "figures": RESULTS + "/figures",
     "readme": RESULTS + "/README.md",
@@ -453,6 +455,13 @@ class Plan:
         if not self.hub["download"] or wildcards.backbone not in HUB_REPOS:
             return []
         return [self.hub_path(HUB_REPOS[wildcards.backbone])]
+
+    def checkpoint_files(self, wildcards) -> list[str]:
+        """The committed checkpoint files of a trained backbone (checkpoints/<name>/, none for the
+        others): inputs of its jobs, so that a retrained checkpoint reruns its cells."""
+        folder = Path(os.environ.get("LSD_CHECKPOINTS", "checkpoints")) / wildcards.backbone
+        files = [folder / "config.json", folder / "model.safetensors"]
+        return [str(f) for f in files] if all(f.exists() for f in files) else []
 
     def evaluate_downloads(self, wildcards) -> list[str]:
         paths = self.backbone_downloads(wildcards)

@@ -7,6 +7,7 @@
 rule evaluate:
     input:
         downloads=PLAN.evaluate_downloads,
+        checkpoint=PLAN.checkpoint_files,
         samples=PLAN.unit_samples(),
     output:
         PLAN.unit_records(),

@@ -19,6 +19,11 @@ rule report:
             caption="../report/summary.rst",
             category="Metrics",
         ),
+        precision=report(
+            lsd_workflow.REPORT_OUTPUTS["precision"],
+            caption="../report/precision.rst",
+            category="Metrics",
+        ),
         tables=report(
             directory(lsd_workflow.REPORT_OUTPUTS["tables"]),
             patterns=["{name}.tex"],

@@ -8,6 +8,7 @@
 rule sample:
     input:
         downloads=PLAN.backbone_downloads,
+        checkpoint=PLAN.checkpoint_files,
         schedules=PLAN.unit_sample_schedules(),
     output:
         samples=PLAN.unit_samples() if config["keep_samples"] else temp(PLAN.unit_samples()),

@@ -10,6 +10,7 @@
 rule schedules:
     input:
         downloads=PLAN.backbone_downloads,
+        checkpoint=PLAN.checkpoint_files,
         files=PLAN.file_inputs,
     output:
         PLAN.unit_schedules(),
