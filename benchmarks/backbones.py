@@ -185,9 +185,10 @@ def digits(bb, args, rows, lines):
 
     train = task.train.double()
     result = {}
+    stem = "digits_samples" if bb.name == "tiny-sedd-digits" else f"{bb.name}_samples"
     for steps in STEPS:
         x, wall = draw(bb, steps, args.samples, args.seed, args.batch)
-        path = HERE / ("digits_samples.png" if steps == 1024 else f"digits_samples_{steps}.png")
+        path = HERE / (f"{stem}.png" if steps == 1024 else f"{stem}_{steps}.png")
         save_grid(x, path)
         dist = torch.cdist(x.double(), train, p=1).min(1).values / task.length  # grey levels per pixel
         result[steps] = (digits_frechet_distance(x, task.test, clf), confidence(x), float(dist.mean()))
@@ -198,8 +199,8 @@ def digits(bb, args, rows, lines):
     ref_fd, ref_conf = digits_frechet_distance(ref, task.test, clf), confidence(ref)
     ref_l1 = float((torch.cdist(ref.double(), train, p=1).min(1).values / task.length).mean())
     ok = result[8][0] > result[1024][0]
-    rows.append((bb.name, f"Frechet {result[1024][0]:.1f}, confidence {result[1024][1]:.2f}, `digits_samples.png`",
-                 f"Frechet {result[8][0]:.1f}, confidence {result[8][1]:.2f}, `digits_samples_8.png`",
+    rows.append((bb.name, f"Frechet {result[1024][0]:.1f}, confidence {result[1024][1]:.2f}, `{stem}.png`",
+                 f"Frechet {result[8][0]:.1f}, confidence {result[8][1]:.2f}, `{stem}_8.png`",
                  "recognisable digits", "yes (see grid)" if ok else "NO"))
     lines.append(f"- `{bb.name}`: Frechet distance between Gaussian fits of digits-classifier features "
                  f"(`lsd.metrics.digits_features`, not FID) of {args.samples} samples and the 359 test images; "
@@ -209,7 +210,7 @@ def digits(bb, args, rows, lines):
 
 
 TASK_OF = {"tiny-sedd-text": text, "tiny-radd-text": text, "tiny-sedd-countdown": countdown,
-           "tiny-sedd-digits": digits}
+           "tiny-sedd-digits": digits, "tiny-tauldr-digits": digits}
 
 
 def recipe_table() -> list[str]:
@@ -227,8 +228,13 @@ def recipe_table() -> list[str]:
         m, t = rec["model"], rec["recipe"]["train"]
         extras = [f"conv {m['conv_kernel']}" if m.get("conv_kernel") else "",
                   "rotary values" if m.get("rotary_values") else "", "abs. positions" if m.get("pos_embed") else ""]
-        net = (f"{m['kind']} {m['graph']}, hidden {m['hidden_size']}, {m['n_blocks']} blocks x {m['n_heads']} heads, "
-               f"MLP x{m['mlp_ratio']}" + "".join(f", {e}" for e in extras if e))
+        if "kind" in m:  # the SEDD/RADD DiT
+            net = (f"{m['kind']} {m['graph']}, hidden {m['hidden_size']}, {m['n_blocks']} blocks x {m['n_heads']} "
+                   f"heads, MLP x{m['mlp_ratio']}" + "".join(f", {e}" for e in extras if e))
+        else:  # the tauLDR UNet (x0-predicting, on a CTMC graph)
+            spec = rec["recipe"]["model"]
+            net = (f"tauLDR UNet on the {rec['recipe']['graph']['type']} graph, ch {spec['ch']}, mult "
+                   f"{'/'.join(map(str, spec['ch_mult']))}, {spec['num_res_blocks']} res blocks per scale")
         size = (checkpoint_dir(name) / "model.safetensors").stat().st_size / 2**20
         out.append(f"| `{name}` | {net} | {rec['recipe']['loss']} | {rec['steps']} x {t['batch_size']} | "
                    f"{rec.get('train_cpu_s', 0) / 60:.1f} min | {rec['train_time_s'] / 60:.1f} min | "

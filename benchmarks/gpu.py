@@ -28,7 +28,15 @@ Sections (each isolated: a failure, e.g. out of memory, is recorded and the rest
 3. GPT-2-large-architecture scoring (random weights, `GPT2Config(n_embd=1280, n_layer=36,
    n_head=20)`, `GPT2LMHeadModel`) through `CausalLMEvaluator`: tokens per second at fp32 and
    bf16, and the share of scoring time outside forward passes.
-4. Projection of the paper grid from these per-unit costs (see `projection`).
+4. tauLDR image sampling (`tauldr`): the CIFAR-10 UNet (`TauLDRConfig.cifar10()`, 35.7M
+   parameters, random weights, bf16 autocast in the network) as `lsd.X0Score` on the 256-level
+   Gaussian-rate graph, 3072 values per image, batch 256 (`--tauldr-batch`), uniform tau-leaping
+   and Euler schedules at `--tauldr-nfe` (default 8 and 32): wall time per NFE, network time per
+   NFE (CUDA synchronised around each call) and the peak CUDA memory. The score conversion, the
+   step and the Poisson draws are float64 over [batch, 3072, 256] and count as outside the
+   network. `--quick --device cpu`: a width-8 UNet on 8x8x3 images, batch 4.
+5. Projection of the paper grid from these per-unit costs (see `projection`), the image cells
+   (tauLDR, 50k samples per cell) included.
 """
 from __future__ import annotations
 
@@ -68,6 +76,10 @@ PAPER = {
     "cost_trajectories": 16,  # transition_costs(max_trajectories=16)
 }
 GPT2_LARGE = {"n_embd": 1280, "n_layer": 36, "n_head": 20, "n_positions": 1024, "vocab_size": 50257}
+# The image row (CIFAR-10 on tauLDR): FID cells of 50k samples; JYS and LSD+ distilled as for text.
+IMAGE = {"nfe": [8, 16, 32, 64], "samplers": ["tauleap", "euler", "tweedie", "jys-tauleap", "lsd+-tauleap",
+                                              "lsd+-euler"],
+         "seeds": 1, "samples": 50000, "teacher_steps": 1024, "trajectories": 64}
 PAPER_LSD_PLUS_MINUTES_4090 = 5.0
 GOAL_LSD_PLUS_MINUTES_H100 = 2.0
 
@@ -85,6 +97,8 @@ def parse(argv):
     ap.add_argument("--lsd-steps", type=int, default=None, help="teacher N (default 1024; --quick 256; tiny 64)")
     ap.add_argument("--score-samples", type=int, default=None, help="GPT-2 scoring samples (default 128; --quick 32)")
     ap.add_argument("--score-batch", type=int, default=8)
+    ap.add_argument("--tauldr-batch", type=int, default=None, help="tauLDR section batch (default 256; tiny 4)")
+    ap.add_argument("--tauldr-nfe", type=int, nargs="+", default=[8, 32])
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args(argv)
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -98,6 +112,8 @@ def parse(argv):
         args.lsd_steps = 64 if args.tiny else (256 if args.quick else 1024)
     if args.score_samples is None:
         args.score_samples = 4 if args.tiny else (32 if args.quick else 128)
+    if args.tauldr_batch is None:
+        args.tauldr_batch = 4 if args.tiny else 256
     return args
 
 
@@ -327,7 +343,50 @@ def scoring(run: Run) -> dict:
             "batch": args.score_batch, "tf32_matmul": tf32, "rows": rows}
 
 
-# 4. projection ----------------------------------------------------------------------------
+# 4. tauLDR image sampling -----------------------------------------------------------------
+def tauldr_timing(run: Run) -> dict:
+    from lsd.backbones.tauldr import TauLDRConfig, TauLDRNet, count_parameters
+    from lsd.diffusion.scores import X0Score
+
+    args, device = run.args, run.args.device
+    cfg = TauLDRConfig(ch=8, ch_mult=(1, 2), num_res_blocks=1, image_size=8) if args.tiny else TauLDRConfig.cifar10()
+    batch = args.tauldr_batch
+    tensors, n_params = count_parameters(cfg)
+    torch.manual_seed(0)
+    net = TauLDRNet(cfg, autocast=True).to(device).eval()
+    graph, noise = cfg.make_graph(), cfg.make_noise()
+    print(f"tauLDR UNet {'(tiny)' if args.tiny else 'CIFAR-10'}: {n_params / 1e6:.2f}M parameters in {tensors} "
+          f"tensors, {cfg.length} values x {cfg.levels} levels, batch {batch}")
+    lsd.sample(X0Score(net, graph), lsd.Schedule.uniform("tauleap", 2), graph=graph, noise=noise, num_samples=batch,
+               length=cfg.length, batch_size=batch, device=device)  # warm-up
+    cuda = torch.device(device).type == "cuda"
+    rows = []
+    for base in ("tauleap", "euler"):
+        for nfe in args.tauldr_nfe:
+            timer = IntervalTimer(net, device)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            sync(device)
+            t0 = time.perf_counter()
+            lsd.sample(X0Score(timer, graph), lsd.Schedule.uniform(base, nfe), graph=graph, noise=noise,
+                       num_samples=batch, length=cfg.length, batch_size=batch, device=device)
+            sync(device)
+            wall = time.perf_counter() - t0
+            rows.append({"base": base, "nfe": nfe, "wall_s": wall, "per_nfe_s": wall / nfe, "network_s": timer.seconds,
+                         "network_per_nfe_s": timer.seconds / nfe, "calls": timer.calls,
+                         "outside_over_inside": (wall - timer.seconds) / timer.seconds,
+                         "images_per_s": batch / wall,
+                         "peak_bytes": torch.cuda.max_memory_allocated() if cuda else None})
+            r = rows[-1]
+            print(f"{base:>8} NFE {nfe:3d}: {wall:7.2f} s, {r['per_nfe_s'] * 1e3:8.1f} ms/NFE (network "
+                  f"{r['network_per_nfe_s'] * 1e3:7.1f} ms), outside/inside {100 * r['outside_over_inside']:6.1f}%"
+                  + (f", peak {gib(r['peak_bytes'])}" if cuda else ""))
+    return {"model": "tiny tauLDR UNet" if args.tiny else "tauLDR CIFAR-10 UNet (random weights)",
+            "params": n_params, "tensors": tensors, "length": cfg.length, "levels": cfg.levels, "batch": batch,
+            "autocast": "bf16" if cuda else None, "rows": rows}
+
+
+# 5. projection ----------------------------------------------------------------------------
 def projection(results: dict, args) -> tuple[str, dict]:
     """GPU-hours of the paper grid from the measured per-unit costs; markdown and numbers."""
     P = PAPER
@@ -368,6 +427,17 @@ def projection(results: dict, args) -> tuple[str, dict]:
     tps = score_rows[0]["tokens_per_s"] if score_rows else float("nan")
     score_s = n_cells * P["samples"] * P["length"] / tps
     hours = {"sampling": sample_s / 3600, "distillation": distill_s / 3600, "scoring": score_s / 3600}
+    image = results.get("tauldr") or {}
+    image_rows = [r for r in image.get("rows", []) if r["base"] == "tauleap"]
+    if image_rows:  # per image per NFE from the largest tau-leaping run (its fixed cost is small)
+        top = max(image_rows, key=lambda r: r["nfe"])
+        per_image_nfe = top["per_nfe_s"] / image["batch"]
+        I = IMAGE
+        image_distilled = [s for s in I["samplers"] if s.split("-")[0] in ("jys", "lsd", "lsd+")]
+        hours["image sampling"] = (len(I["samplers"]) * I["seeds"] * I["samples"] * sum(I["nfe"]) * per_image_nfe
+                                   / 3600)
+        hours["image distillation"] = (len(image_distilled) * I["seeds"] * sum(
+            (I["teacher_steps"] + nfe) * I["trajectories"] * per_image_nfe for nfe in I["nfe"]) / 3600)
     hours["total"] = sum(v for v in hours.values() if not math.isnan(v))
     n_distill = len(P["backbones"]) * len(P["nfe"]) * len(distilled) * P["seeds"]
     rows = [
@@ -380,8 +450,20 @@ def projection(results: dict, args) -> tuple[str, dict]:
          f"{per_it if per_it is not None else float('nan'):.2e} s each (record on the device)"],
         ["scoring (GPT-2 large, fp32)", n_cells, f"{hours['scoring']:.2f}",
          f"{P['samples']} x {P['length']} tokens per cell at {tps:.0f} tokens/s"],
-        ["**total**", "", f"**{hours['total']:.2f}**", ""],
     ]
+    if "image sampling" in hours:
+        I = IMAGE
+        n_image = len(I["nfe"]) * len(I["samplers"]) * I["seeds"]
+        rows += [
+            ["image sampling (tauLDR CIFAR-10)", n_image, f"{hours['image sampling']:.2f}",
+             f"{I['samples']} images per cell ({', '.join(I['samplers'])}; NFE {I['nfe']}; {I['seeds']} seed) at "
+             f"{per_image_nfe * 1e3:.2f} ms per image per NFE (tau-leaping, batch {image['batch']}); FID "
+             f"(Inception) not timed"],
+            ["image distillation", len(I["nfe"]) * len(image_distilled) * I["seeds"],
+             f"{hours['image distillation']:.2f}",
+             f"teacher N={I['teacher_steps']} + NFE student steps x {I['trajectories']} trajectories per schedule, "
+             f"each a sampling step; LSD+'s transition costs not included"]]
+    rows.append(["**total**", "", f"**{hours['total']:.2f}**", ""])
     lines += [table(["component", "cells", "GPU-hours", "per-unit cost and assumption"], rows), ""]
     lines += [
         f"Grid: {len(P['backbones'])} backbones ({', '.join(P['backbones'])}) x NFE {P['nfe']} x "
@@ -450,6 +532,17 @@ def markdown(results: dict, args) -> str:
             rows.append(["end to end as the library runs it", f"{cell['end_to_end_as_is_projected_s']:.0f}",
                          "projected (skipped: budget)"])
         lines += [table(["part", "seconds", "note"], rows), ""]
+    im = results.get("tauldr")
+    if im:
+        lines += [f"tauLDR image sampling: {im['model']} ({im['params'] / 1e6:.2f}M parameters), {im['length']} values "
+                  f"x {im['levels']} levels per image, batch {im['batch']}, network in "
+                  f"{im['autocast'] or 'float32'}; X0Score, step and draws float64.", ""]
+        lines += [table(["rule", "NFE", "wall s", "ms / NFE", "network ms / NFE", "outside / inside network",
+                         "images/s", "peak memory"],
+                        [[r["base"], r["nfe"], f"{r['wall_s']:.2f}", f"{r['per_nfe_s'] * 1e3:.1f}",
+                          f"{r['network_per_nfe_s'] * 1e3:.1f}", f"{100 * r['outside_over_inside']:.1f}%",
+                          f"{r['images_per_s']:.1f}", gib(r["peak_bytes"]) if r["peak_bytes"] else "-"]
+                         for r in im["rows"]]), ""]
     sc = results.get("scoring")
     if sc:
         tf32 = "" if sc["tf32_matmul"] is None else f", TF32 matmul {sc['tf32_matmul']}"
@@ -497,6 +590,7 @@ def main(argv=None) -> dict:
             continue
         run.section(f"sampling_b{batch:04d}", sampling, run, net, graph, noise, cfg.length, batch, per_sample)
     run.section("scoring", scoring, run)
+    run.section("tauldr", tauldr_timing, run)
     run.section("lsd_cell", lsd_cell, run, net, graph, noise, cfg.length)
     res["script_wall_s"] = time.perf_counter() - run.t0
     proj_md, proj = projection(res, args)

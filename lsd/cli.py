@@ -116,6 +116,13 @@ def cmd_distill(args) -> None:
         schedule = jys_schedule(bb.model, bb.graph, bb.noise, _task_data(bb, args.trajectories, args.seed), args.nfe,
                                 base=args.base, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
         schedule.metadata["backbone"] = args.backbone
+    elif args.method == "spread":  # lsd-spread: selection rule + grid chosen by the model (lsd.optimize.spread)
+        from lsd.optimize.spread import distill_spread
+
+        schedule = distill_spread(bb.model, bb.graph, bb.noise, nfe=args.nfe, length=bb.length, base=args.base,
+                                  teacher_steps=args.teacher_steps, trajectories=args.trajectories,
+                                  candidates=args.candidates, seed=args.seed, batch_size=args.batch_size,
+                                  device=args.device, progress=not args.quiet, backbone=args.backbone)
     else:
         from lsd.optimize.lsd import distill
 
@@ -198,7 +205,7 @@ def cmd_evaluate(args) -> None:
         info = meta.get("backbone_info") or {}
         start = time.perf_counter()
         metrics = evaluate_samples(x, args.metrics, info, evaluator=args.evaluator, seed=args.seed,
-                                   cache_dir=args.cache, device=args.device)
+                                   cache_dir=args.cache, device=args.device, fid_stats=args.fid_stats)
         extra = {"schedule": schedule, "samples": str(path), "network_calls": meta.get("network_calls"),
                  "evaluation_wall_time_s": time.perf_counter() - start, "evaluator": metrics.pop("_evaluator", None)}
         record = make_record(backbone=args.backbone, sampler=sampler, nfe=int(nfe), seed=args.seed,
@@ -213,6 +220,8 @@ def cmd_evaluate(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lsd.schedule import BASES
+
     parser = argparse.ArgumentParser(prog="lsd", description=__doc__)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: $LSD_THREADS or all cores); set it to the job's cores")
@@ -225,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("schedule", help=cmd_schedule.__doc__, description=cmd_schedule.__doc__)
-    p.add_argument("--base", choices=["euler", "tweedie"], required=True)
+    p.add_argument("--base", choices=list(BASES), required=True,
+                   help="step rule (tauleap: Poisson jumps, ordinal graphs such as the images' gaussian graph)")
     p.add_argument("--nfe", type=int, required=True, help="number of steps = network calls")
     p.add_argument("--t-max", type=float, default=1.0)
     p.add_argument("--t-min", type=float, default=1e-5)
@@ -261,8 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help=cmd_distill.__doc__, description=cmd_distill.__doc__)
     p.add_argument("--backbone", required=True)
-    p.add_argument("--method", choices=["jys", "lsd", "lsd+"], required=True)
-    p.add_argument("--base", choices=["euler", "tweedie"], default="euler")
+    p.add_argument("--method", choices=["jys", "lsd", "lsd+", "spread"], required=True,
+                   help="spread: lsd-spread, a spread selection rule and grid fitted by the model (absorbing graphs)")
+    p.add_argument("--base", choices=list(BASES), default="euler")
     p.add_argument("--nfe", type=int, required=True)
     p.add_argument("--convention", choices=["scale", "power"], default="scale",
                    help="scale: Phi * s (the paper's equations); power: s^Phi (the reference code)")
@@ -292,13 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", required=True)
     p.add_argument("--samples", required=True, nargs="+", help=".safetensors written by `lsd sample`")
     p.add_argument("--metrics", nargs="+", required=True,
-                   help="metric sets: oracle_ppl entropy countdown frechet gen_ppl")
+                   help="metric sets: oracle_ppl entropy countdown frechet gen_ppl fid")
     p.add_argument("--evaluator", default="gpt2-large", help="causal LM for gen_ppl")
     p.add_argument("--sampler", default=None, help="row label in the tables (default: from the schedule)")
     p.add_argument("--nfe", type=int, default=None, help="default: the schedule's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=None, help="where to cache the digits classifier (safetensors)")
-    p.add_argument("--device", default="cpu", help="device of the evaluator (gen_ppl)")
+    p.add_argument("--device", default="cpu", help="device of the evaluator (gen_ppl, fid)")
+    p.add_argument("--fid-stats", default=None, help="reference statistics for fid (.npz from `lsd fid-stats`)")
     p.add_argument("--out", required=True, nargs="+", help="record JSON, one per samples file")
     p.set_defaults(func=cmd_evaluate)
 
@@ -311,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommands that live with their library module: `configure_parser(parser)` and `run(args)`.
-EXTERNAL = {"train": "lsd.train", "report": "lsd.report"}
+EXTERNAL = {"train": "lsd.train", "report": "lsd.report", "fid-stats": "lsd.fid"}
 
 
 def main(argv=None) -> int:

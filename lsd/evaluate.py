@@ -12,13 +12,15 @@ Metric sets (`lsd evaluate --metrics ...`):
   trained here (`frechet_digits`), never called FID.
 - `gen_ppl`: generative perplexity under a Hugging Face causal LM (default gpt2-large), both
   aggregations.
+- `fid` (image backbones, e.g. tauldr-cifar10): FID with pytorch-fid's Inception against the
+  reference statistics file `fid_stats` made by `lsd fid-stats` (`lsd.fid`).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-METRIC_SETS = ("oracle_ppl", "entropy", "countdown", "frechet", "gen_ppl")
+METRIC_SETS = ("oracle_ppl", "entropy", "countdown", "frechet", "gen_ppl", "fid")
 
 
 def _task(info: dict):
@@ -31,7 +33,7 @@ def _task(info: dict):
 
 
 def evaluate_samples(x: torch.Tensor, metric_sets, backbone_info: dict, *, evaluator: str = "gpt2-large",
-                     seed: int = 0, cache_dir=None, device="cpu") -> dict:
+                     seed: int = 0, cache_dir=None, device="cpu", fid_stats=None) -> dict:
     """{metric name: {"value": v, "interval": Interval | None}} for the samples x [n, L]."""
     from . import metrics as M
 
@@ -68,6 +70,12 @@ def evaluate_samples(x: torch.Tensor, metric_sets, backbone_info: dict, *, evalu
         classifier = M.DigitsClassifier.load_or_train(cache_dir, seed=0) if cache_dir else M.DigitsClassifier.train(0)
         out["frechet_digits"] = {"value": M.digits_frechet_distance(to_images(x), to_images(task.test), classifier),
                                  "interval": None}
+    if "fid" in metric_sets:
+        from .fid import fid_of_samples
+
+        if fid_stats is None:
+            raise ValueError("fid: needs the reference statistics file (--fid-stats, made by `lsd fid-stats`)")
+        out["fid"] = {"value": fid_of_samples(x, backbone_info, fid_stats, device=device), "interval": None}
     if "gen_ppl" in metric_sets:
         from .backbones.hub import load_gpt2_tokenizer
 

@@ -3,12 +3,14 @@
 Making them together lets all students of a seed share one teacher rollout (the dominant
 cost) and one process start-up, which is what keeps the embedded benchmark within a
 laptop's budget. Sampler definitions are the workflow config's `sampler_definitions`:
-`{method: uniform|teacher|jys|lsd|lsd+|temperature|file, base, convention, coupling, zeta,
+`{method: uniform|teacher|jys|lsd|lsd+|spread|temperature|file, base, convention, coupling, zeta,
 trajectories, teacher_steps, match, path, nfe, num_samples, fine_steps, iterations, quadrature}`:
 - `nfe`: this sampler's own NFE list instead of `nfes` (not for teachers);
 - `path` (file): a schedule JSON, `{backbone}`, `{nfe}` and `{seed}` filled in;
 - jys: `fine_steps`, `iterations`, `quadrature` of `jys_schedule` (its defaults when absent),
   `trajectories` the number of data sequences of its KLUB;
+- spread: lsd-spread (`lsd.optimize.spread`), sharing the seed's teacher rollout (its LSD+ grid
+  candidate) and fitting on `trajectories` held-out rollouts;
 - temperature: `num_samples` (default 128) and `iterations` (bisection steps, default 12) of
   `match_temperature`.
 """
@@ -22,7 +24,7 @@ from .optimize.lsd import distill
 from .optimize.teacher import teacher_rollout
 from .schedule import Schedule
 
-METHODS = ("uniform", "teacher", "jys", "lsd", "lsd+", "temperature", "file")
+METHODS = ("uniform", "teacher", "jys", "lsd", "lsd+", "spread", "temperature", "file")
 
 
 def make_schedules(bb, samplers: dict, nfes: list, seed: int, distill_settings: dict, *, data_fn=None,
@@ -69,6 +71,12 @@ def make_schedules(bb, samplers: dict, nfes: list, seed: int, distill_settings: 
                             convention=d.get("convention", "scale"),
                             coupling=d.get("coupling", settings["coupling"]),
                             zeta=d.get("zeta", settings["zeta"]), record=record_for(d), device=device)
+            elif method == "spread":
+                from .optimize.spread import distill_spread
+
+                s = distill_spread(bb.model, bb.graph, bb.noise, nfe=nfe, length=bb.length, base=base,
+                                   trajectories=d.get("trajectories") or settings["trajectories"],
+                                   batch_size=settings["batch_size"], record=record_for(d), device=device)
             else:
                 from .temperature import match_temperature
 

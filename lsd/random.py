@@ -4,13 +4,15 @@ Every uniform a sampler draws is a pure function of (seed, sample index, stream,
 splitmix64 over int64 tensors, turned into float64 with 53 random bits. So samples do not
 depend on batch size, batch order or device, and float64 categorical draws are exact to
 the last bit of a double (no float32 truncation of the noise, anchors.md section 2).
-Streams: the sampler uses stream k for step k and `INIT` for the start state.
+Streams: the sampler uses stream k for step k and `INIT` for the start state; the `tauleap`
+rule also draws one uniform per position and destination from stream `TAULEAP + k` at step k.
 """
 from __future__ import annotations
 
 import torch
 
 INIT = -1
+TAULEAP = 1 << 40  # stream TAULEAP + k: the Poisson uniforms of step k of a tau-leaping sampler
 _M64 = (1 << 64) - 1
 
 

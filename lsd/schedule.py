@@ -1,6 +1,6 @@
 """Schedule: everything that defines a few-step sampler, as data.
 
-A schedule of M steps is a base rule (`euler` or `tweedie`), a strictly decreasing time
+A schedule of M steps is a base rule (`euler`, `tauleap` or `tweedie`), a strictly decreasing time
 grid T = tau_0 > tau_1 > ... > tau_M = eps_s > 0, one coefficient Phi_k per step, and the
 coefficient convention:
 - `scale` (default, the paper's equations): step k uses Phi_k * s(x, tau_k) in place of s;
@@ -8,6 +8,8 @@ coefficient convention:
 Either way the entry of the current token stays 1: it is p(x)/p(x), not a learned rate.
 `temperature` (default 1) sharpens (< 1) or flattens where a moving position goes without
 changing how much probability moves: the temperature-matched baselines.
+`selection` (optional, absorbing graphs) decides which masks a step reveals, e.g.
+{"rule": "spread", "strength": theta}: `lsd.selection` (absent: the base rule's own choice).
 Uniform Euler/Tweedie, JYS, LSD and LSD+ are all just schedules fed to the same
 `lsd.sample`; a schedule of M steps costs exactly M network calls (NFE = M).
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from .io import atomic_write_json
 
-BASES = ("euler", "tweedie")
+BASES = ("euler", "tweedie", "tauleap")
 CONVENTIONS = ("scale", "power")
 FORMAT = "lsd.schedule/1"
 
@@ -37,6 +39,9 @@ class Schedule:
     convention: str = "scale"
     temperature: float = 1.0
     metadata: dict = field(default_factory=dict, compare=False)
+    # optional selection rule (absorbing graphs): which masks a step reveals, e.g.
+    # {"rule": "spread", "strength": 2.0}; None = the base rule's own choice (lsd.selection)
+    selection: dict | None = field(default=None, hash=False)
 
     def __post_init__(self):
         object.__setattr__(self, "times", tuple(float(t) for t in self.times))
@@ -44,6 +49,9 @@ class Schedule:
         object.__setattr__(self, "coefficients", coeffs)
         object.__setattr__(self, "metadata", dict(self.metadata))
         object.__setattr__(self, "temperature", float(self.temperature))
+        from .selection import normalize_selection  # validates; one-line errors name the field
+
+        object.__setattr__(self, "selection", normalize_selection(self.selection))
         self.validate()
 
     @classmethod
@@ -88,8 +96,11 @@ class Schedule:
 
     # JSON ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
+        from .selection import selection_to_json
+
         return {"format": FORMAT, "base": self.base, "convention": self.convention, "nfe": self.nfe,
-                "temperature": self.temperature, "times": list(self.times), "coefficients": list(self.coefficients), "metadata": self.metadata}
+                "temperature": self.temperature, "times": list(self.times), "coefficients": list(self.coefficients), "metadata": self.metadata,
+                **({} if self.selection is None else {"selection": selection_to_json(self.selection)})}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "schedule") -> "Schedule":
@@ -97,7 +108,7 @@ class Schedule:
             raise ScheduleError(f"{source}: expected a JSON object, got {type(d).__name__}")
         if d.get("format") != FORMAT:
             raise ScheduleError(f"{source}.format: expected {FORMAT!r}, got {d.get('format')!r}")
-        known = {"format", "base", "convention", "nfe", "temperature", "times", "coefficients", "metadata"}
+        known = {"format", "base", "convention", "nfe", "temperature", "times", "coefficients", "metadata", "selection"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ScheduleError(f"{source}: unknown field(s) {unknown}")
@@ -109,7 +120,7 @@ class Schedule:
                 raise ScheduleError(f"{source}.{key}: must be a list of numbers")
         schedule = cls(base=d["base"], times=d["times"], coefficients=d.get("coefficients", []),
                        convention=d.get("convention", "scale"), temperature=d.get("temperature", 1.0),
-                       metadata=d.get("metadata", {}))
+                       metadata=d.get("metadata", {}), selection=d.get("selection"))
         if "nfe" in d and d["nfe"] != schedule.nfe:
             raise ScheduleError(f"{source}.nfe: says {d['nfe']} but the grid has {schedule.nfe} steps")
         return schedule

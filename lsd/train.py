@@ -21,17 +21,28 @@ Losses (both are evidence lower bounds, reported in nats per token):
   sequence loss = w(t) * sum_{masked i} -log p(x0_i | x_t) with the ELBO weight
   w(t) = sigma(t) / expm1(sigma_bar(t)), which is exactly 1/t for log-linear noise (MDLM's
   weight; RADD's lambda-DCE is the same bound). This harness uses the weighted (ELBO) form.
+- **x0 cross-entropy** (`x0_ce`), for x0-predicting networks on any graph (the tauLDR UNet on
+  the Gaussian-rate graph): sequence loss = sum_i -log p(x0_i | x_t) over every position, with
+  weight 1 at every t. Not an ELBO: a proper scoring rule whose minimiser is the true
+  posterior p(x0 | x_t), from which `lsd.X0Score` gives the exact concrete score. tauLDR trains
+  the same network on its continuous-time ELBO plus 0.001 times this term; on one CPU thread
+  the plain cross-entropy is the cheaper signal for a tiny model (no [B, L, S, S] ratios).
 
 Time sampling is stratified (antithetic): t_b = t_eps + (1 - t_eps) * ((u + b/B) mod 1)
 with one uniform u per batch. Every random draw of step k (data, times, noise) comes from
 a torch.Generator seeded by (seed, k), so training is a pure function of the seed and
 resuming from a checkpoint continues exactly (CPU: bit for bit at a fixed thread count).
 
+Architectures: a recipe's `architecture` is "dit" (default: `lsd.backbones.dit.DiT`, graph
+and noise from the task and `noise`) or "tauldr" (`lsd.backbones.tauldr.TauLDRNet`: `model`
+holds `TauLDRConfig` fields, image shape and levels come from the task, and the recipe names
+its own `graph` and `noise`).
+
 Artifacts in the output directory:
 - `state.pt`: model, EMA, optimizer and step, written every `checkpoint_every` steps and
   when interrupted (Ctrl-C); `--resume` continues from it; deleted once training is done.
-- `config.json` + `model.safetensors` (`lsd.backbones.hub.save_dit`, the EMA weights when
-  the recipe keeps an EMA) and `training.json`: the full recipe, seed, task fingerprint,
+- `config.json` + `model.safetensors` (`lsd.backbones.hub.save_dit`, or `save_tauldr`; the
+  EMA weights when the recipe keeps an EMA) and `training.json`: the full recipe, seed, task fingerprint,
   library versions and git hash (`lsd.io.provenance()`), wall time and the last losses.
 - `log.jsonl`: one line per evaluation (step, train loss, fixed-batch eval loss, lr).
 """
@@ -82,7 +93,7 @@ RECIPES = {
         "noise": {"type": "loglinear", "eps": 1e-3},
         "loss": "score_entropy",
         "seed": 0,
-        "train": {**_TRAIN, "steps": 4000, "batch_size": 32, "warmup": 200},
+        "train": {**_TRAIN, "steps": 5000, "batch_size": 32, "warmup": 200},
     },
     "tiny-radd-text": {
         "task": {"name": "oracle-text", "config": {}},
@@ -110,8 +121,26 @@ RECIPES = {
         "seed": 0,
         "train": dict(_TRAIN),
     },
+    # - tauldr-digits: the CIFAR-10 backbone's architecture and diffusion at the digits' scale, so
+    #   the whole image path (Gaussian-rate graph, x0 scores, tau-leaping, Frechet) runs offline.
+    #   Graph: tauLDR's construction with rate_sigma and q_sigma scaled by 17/256 (6 -> 0.398, 512
+    #   -> 34: neighbour jumps, a nearly flat start distribution) and tauLDR's beta(t); at t = 1 the
+    #   slowest mode has decayed to e^-10.3 (CIFAR-10's graph: e^-6.2). Network: the UNet at width
+    #   32 over 8x8x1 (ch_mult 1, 2, 2: attention at 4x4, middle at 2x2), no dropout; t_eps 1e-3
+    #   (tauLDR trains from t = 0.01; the samplers' grids go down to 1e-5).
+    "tiny-tauldr-digits": {
+        "task": {"name": "digits", "config": {}},
+        "architecture": "tauldr",
+        "model": {"ch": 32, "ch_mult": [1, 2, 2], "num_res_blocks": 2, "attn_scale": 1, "dropout": 0.0},
+        "graph": {"type": "gaussian", "num_tokens": 17, "rate_sigma": 6.0 * 17 / 256, "q_sigma": 512.0 * 17 / 256},
+        "noise": {"type": "exponential", "time_base": 3.0, "time_exponential": 100.0},
+        "loss": "x0_ce",
+        "seed": 0,
+        "train": {**_TRAIN, "steps": 2500, "batch_size": 64, "lr": 1e-3, "warmup": 100, "ema": 0.995},
+    },
 }
-LOSSES = ("score_entropy", "masked_ce")
+LOSSES = ("score_entropy", "masked_ce", "x0_ce")
+ARCHITECTURES = ("dit", "tauldr")
 
 
 # losses ------------------------------------------------------------------------------------
@@ -181,6 +210,8 @@ def diffusion_loss(net, x0: torch.Tensor, t: torch.Tensor, u: torch.Tensor, grap
     if loss == "masked_ce":
         per_pos = masked_cross_entropy(out, x0, x_t, graph.mask_id)
         return rate / torch.expm1(sigma_bar) * per_pos.sum(-1)
+    if loss == "x0_ce":
+        return -out.to(torch.float64).gather(-1, x0[..., None])[..., 0].sum(-1)
     raise ValueError(f"loss: unknown {loss!r}; choose one of {list(LOSSES)}")
 
 
@@ -197,6 +228,9 @@ def get_recipe(name_or_recipe) -> dict:
         raise ValueError(f"recipe: unknown {name_or_recipe!r}; choose one of {sorted(RECIPES)}")
     if recipe.get("loss") not in LOSSES:
         raise ValueError(f"recipe.loss: unknown {recipe.get('loss')!r}; choose one of {list(LOSSES)}")
+    if recipe.get("architecture", "dit") not in ARCHITECTURES:
+        raise ValueError(f"recipe.architecture: unknown {recipe.get('architecture')!r}; choose one of "
+                         f"{list(ARCHITECTURES)}")
     train = {**_TRAIN, **recipe.get("train", {})}
     recipe["train"] = train
     return recipe
@@ -208,12 +242,32 @@ def make_task(recipe: dict):
     return _make(recipe["task"]["name"], **recipe["task"].get("config", {}))
 
 
-def model_config(recipe: dict, task) -> DiTConfig:
-    """The DiTConfig of a recipe: graph, tokens and length from the task, the rest from `model`."""
+def model_config(recipe: dict, task):
+    """The DiTConfig of a recipe: graph, tokens and length from the task, the rest from `model`
+    (a `TauLDRConfig` for architecture "tauldr": image shape and levels from the task, graph and
+    noise from the recipe)."""
+    if recipe.get("architecture", "dit") == "tauldr":
+        from .backbones.tauldr import TauLDRConfig
+
+        side = int(round(math.sqrt(task.length)))
+        if side * side != task.length:
+            raise ValueError(f"recipe: the tauldr architecture needs square images, task {task.name} has length "
+                             f"{task.length}")
+        return TauLDRConfig(**recipe["model"], channels=1, image_size=side, levels=task.vocab,
+                            graph=dict(recipe["graph"]), noise=dict(recipe["noise"]))
     model = dict(recipe["model"])
     model.setdefault("scale_by_sigma", model.get("kind", "sedd") == "sedd" and task.graph_type == "absorbing")
     return DiTConfig(tokens=task.vocab, length=task.length, graph=task.graph_type, noise=dict(recipe["noise"]),
                      **model)
+
+
+def build_network(config):
+    """A freshly initialised network for a `model_config` result."""
+    if isinstance(config, DiTConfig):
+        return DiT(config)
+    from .backbones.tauldr import TauLDRNet
+
+    return TauLDRNet(config)
 
 
 def _step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
@@ -269,7 +323,7 @@ class Trainer:
         self.graph, self.noise = self.config.make_graph(), self.config.make_noise()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.net = DiT(self.config).to(self.device)
+            self.net = build_network(self.config).to(self.device)
         self.ema = None
         if float(self.train_cfg["ema"]) > 0:
             self.ema = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
@@ -411,8 +465,8 @@ class Trainer:
         self.finish()
         return self.out
 
-    def final_network(self) -> DiT:
-        net = DiT(self.config)
+    def final_network(self):
+        net = build_network(self.config)
         net.load_state_dict(self.ema if self.ema is not None else self.net.state_dict())
         return net.eval()
 
@@ -434,7 +488,12 @@ class Trainer:
         record = self.record()
         summary = {k: record[k] for k in ("seed", "steps")}
         summary.update(recipe=self.recipe["name"], task=record["task"], format=FORMAT)
-        save_dit(self.final_network(), self.out, extra_config={"lsd_training": summary})
+        if isinstance(self.config, DiTConfig):
+            save_dit(self.final_network(), self.out, extra_config={"lsd_training": summary})
+        else:
+            from .backbones.tauldr import save_tauldr
+
+            save_tauldr(self.final_network(), self.out, extra_config={"lsd_training": summary})
         atomic_write_json(self.out / TRAINING_FILE, record)
         if not self.keep_state:
             (self.out / STATE_FILE).unlink(missing_ok=True)

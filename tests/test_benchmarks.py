@@ -69,8 +69,13 @@ def test_workflow_timing_reports_a_failure_honestly():
 
 
 def test_gpu_script_tiny_on_cpu(tmp_path):
-    res = gpu.main([str(tmp_path), "--quick", "--device", "cpu", "--threads", "1", "--nfe", "2", "4"])
+    res = gpu.main([str(tmp_path), "--quick", "--device", "cpu", "--threads", "1", "--nfe", "2", "4",
+                    "--tauldr-nfe", "2"])
     assert res["errors"] == {}, res["errors"]
+    image = res["tauldr"]
+    assert [(r["base"], r["nfe"], r["calls"]) for r in image["rows"]] == [("tauleap", 2, 2), ("euler", 2, 2)]
+    assert image["batch"] == 4 and all(r["per_nfe_s"] > 0 for r in image["rows"])
+    assert res["projection"]["hours"]["image sampling"] > 0
     for batch in (2, 4):
         s = res[f"sampling_b{batch:04d}"]
         assert [r["nfe"] for r in s["rows"]] == [2, 4]
@@ -84,3 +89,5 @@ def test_gpu_script_tiny_on_cpu(tmp_path):
     assert saved["projection"]["hours"] == res["projection"]["hours"]
     assert "GPU-hours" in (tmp_path / "projection.md").read_text()
     assert "LSD+ cell" in (tmp_path / "results.md").read_text()
+    assert "tauLDR image sampling" in (tmp_path / "results.md").read_text()
+    assert "image sampling (tauLDR CIFAR-10)" in (tmp_path / "projection.md").read_text()

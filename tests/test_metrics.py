@@ -362,6 +362,40 @@ def test_fid_mechanics_with_random_inception(fake_torch_home, monkeypatch, tmp_p
 
 
 @pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
+def test_fid_stats_command_and_fid_metric(fake_torch_home, monkeypatch, tmp_path):
+    """`lsd fid-stats` on a PNG folder, then the `fid` metric set on samples of an image backbone."""
+    from PIL import Image
+
+    from lsd.cli import main
+    from lsd.evaluate import evaluate_samples
+    from lsd.fid import ImagesNotAvailable, image_files, sample_images
+
+    monkeypatch.setenv("TORCH_HOME", str(fake_torch_home))
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, 3, 32, 32), generator=gen, dtype=torch.uint8)
+    folder = tmp_path / "train" / "sub"
+    folder.mkdir(parents=True)
+    for i, img in enumerate(images):
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.png")
+    stats = tmp_path / "stats.npz"
+    assert main(["--threads", "1", "fid-stats", "--images", str(tmp_path / "train"), "--out", str(stats)]) == 0
+    mu, sigma, meta = load_statistics(stats)
+    assert mu.shape == (2048,) and meta["n"] == 6 and meta["dims"] == 2048
+    info = {"image_shape": [3, 32, 32], "levels": 256}
+    x = images.reshape(6, -1).long()  # samples in (C, H, W) order, values 0..255
+    assert torch.equal(sample_images(x, info), images)
+    same = evaluate_samples(x, ["fid"], info, fid_stats=stats)["fid"]["value"]
+    other = evaluate_samples((255 - x), ["fid"], info, fid_stats=stats)["fid"]["value"]
+    assert abs(same) < 1e-3 * other and other > 0  # the training images themselves score ~0
+    with pytest.raises(ImagesNotAvailable, match="no PNG images"):
+        image_files(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="lsd fid-stats"):
+        evaluate_samples(x, ["fid"], info, fid_stats=tmp_path / "none.npz")
+    with pytest.raises(ValueError, match="not images"):
+        evaluate_samples(x, ["fid"], {}, fid_stats=stats)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
 def test_digits_classifier_features(tmp_path):
     from sklearn.datasets import load_digits
 

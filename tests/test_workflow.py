@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPO / "workflow" / "lib"))
 import lsd_workflow  # noqa: E402
 
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs")
-SHIPPED = {"default": None, "smoke": "workflow/configs/smoke.yaml", "paper": "workflow/configs/paper.yaml"}
+SHIPPED = {"default": None, "smoke": "workflow/configs/smoke.yaml", "paper": "workflow/configs/paper.yaml",
+           "cifar10": "workflow/configs/cifar10.yaml"}
 
 
 def copy_workflow(dst: Path) -> Path:
@@ -100,10 +101,16 @@ def test_shipped_config_dry_runs(workdir, name):
     assert counts["report"] == 1 and counts["all"] == 1
     assert len(plan.cells) == units * len(plan.unit_cells)
     if name == "default":
-        assert counts == {"schedules": 15, "sample": 15, "evaluate": 15, "report": 1, "all": 1}
-        assert len(plan.cells) == 5 * 3 * (10 * 4 + 1)  # 10 samplers x 4 NFE + the teacher
+        assert counts == {"schedules": 18, "sample": 18, "evaluate": 18, "report": 1, "all": 1}
+        assert len(plan.cells) == 6 * 3 * (10 * 4 + 1)  # 10 samplers x 4 NFE + the teacher
     if name == "smoke":
         assert counts == {"schedules": 2, "sample": 2, "evaluate": 2, "report": 1, "all": 1}
+    if name == "cifar10":
+        # the FID reference statistics: one job, an input of the evaluation; the images folder is
+        # absent here, so the job is planned without it and would fail with a one-line hint
+        assert counts["fid_stats"] == 1 and counts["schedules"] == 1
+        assert "fid-stats --images data/cifar10-train --out work/fid/cifar10-train.npz --device cuda" in text
+        assert "--metrics fid entropy --fid-stats work/fid/cifar10-train.npz" in text
     if name == "paper":
         # sedd-small, sedd-medium, radd, their gpt2 tokenizer and gpt2-large, each downloaded once
         assert counts["download"] == 5 and counts["schedules"] == 9
@@ -136,7 +143,7 @@ def test_rules_are_thin_calls_of_the_cli():
     for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^\S|\Z)", path.read_text(), re.S | re.M):
             rules[m.group(1)] = m.group(2)
-    assert set(rules) == {"download", "schedules", "sample", "evaluate", "report"}
+    assert set(rules) == {"download", "schedules", "sample", "evaluate", "fid_stats", "report"}
     for name, body in rules.items():
         for directive in ("threads:", "log:", "conda:", "shell:"):
             assert directive in body, f"rule {name}: no {directive}"

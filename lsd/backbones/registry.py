@@ -4,8 +4,12 @@
 graph, noise and sequence length it was trained for, and where it came from. Names:
 - `toy-absorbing`, `toy-uniform`: the exact-score test bed (lsd.tasks.toy).
 - `oracle-exact`: the perfect denoiser of the `oracle-text` language (forward-backward).
-- `tiny-sedd-text`, `tiny-radd-text`, `tiny-sedd-countdown`, `tiny-sedd-digits`: small
-  backbones trained here (`lsd train`), committed under `checkpoints/`.
+- `tiny-sedd-text`, `tiny-radd-text`, `tiny-sedd-countdown`, `tiny-sedd-digits`,
+  `tiny-tauldr-digits`: small backbones trained here (`lsd train`), committed under
+  `checkpoints/` (the last: the tauLDR UNet on a 17-level Gaussian-rate graph).
+- `tauldr-cifar10`: tauLDR's released CIFAR-10 model (`lsd.backbones.tauldr`), read from
+  `$LSD_TAULDR_CHECKPOINT` or `checkpoints/tauldr-cifar10/ckpt_0001999999.pt`; when absent, one
+  line says where to download it and where to put it.
 - `sedd-small`, `sedd-medium`, `radd`, `radd-lambda`: the paper's Hub checkpoints.
 - any Hub id (`owner/name`) or local checkpoint directory (config.json + weights).
 """
@@ -65,15 +69,21 @@ def _oracle_exact(name: str) -> Backbone:
                      "task_config": task.config(), "task_fingerprint": task.fingerprint()})
 
 
-def _trained(name: str) -> Backbone:
+def _trained(name: str, device="cpu", autocast: bool = False) -> Backbone:
     from .trained import load_trained
 
-    return load_trained(name)
+    return load_trained(name, device=device, autocast=autocast)
 
 
-TRAINED = ("tiny-sedd-text", "tiny-radd-text", "tiny-sedd-countdown", "tiny-sedd-digits")
+def _tauldr(name: str, device="cpu", autocast: bool = False) -> Backbone:
+    from .tauldr import tauldr_backbone
+
+    return tauldr_backbone(name, device=device, autocast=autocast)
+
+
+TRAINED = ("tiny-sedd-text", "tiny-radd-text", "tiny-sedd-countdown", "tiny-sedd-digits", "tiny-tauldr-digits")
 BUILTIN = {"toy-absorbing": _toy, "toy-uniform": _toy, "oracle-exact": _oracle_exact,
-           **{name: _trained for name in TRAINED}}
+           **{name: _trained for name in TRAINED}, "tauldr-cifar10": _tauldr}
 
 
 def backbone_names() -> list[str]:
@@ -83,6 +93,8 @@ def backbone_names() -> list[str]:
 def load_backbone(name_or_path: str, device="cpu", autocast: bool = False) -> Backbone:
     """A registered backbone by name, a Hub id or a local checkpoint directory."""
     name = str(name_or_path)
+    if name in TRAINED or name == "tauldr-cifar10":  # networks: built on the requested device
+        return BUILTIN[name](name, device=device, autocast=autocast)
     if name in BUILTIN:
         return BUILTIN[name](name)
     if name in HUB_IDS or "/" in name or name.startswith("."):

@@ -1,6 +1,8 @@
-from .graph import GRAPHS, AbsorbingGraph, Graph, UniformGraph, make_graph
-from .noise import NOISES, GeometricNoise, LogLinearNoise, Noise, make_noise
-from .scores import CallCounter, DenoiserScore, ScoreModel
+from .graph import GRAPHS, AbsorbingGraph, Graph, UniformGraph, make_graph  # isort: skip (before ctmc)
+from .ctmc import CTMCGraph, GaussianGraph
+from .noise import NOISES, ExponentialNoise, GeometricNoise, LogLinearNoise, Noise, make_noise
+from .scores import CallCounter, DenoiserScore, ScoreModel, X0Score
 
-__all__ = ["Graph", "AbsorbingGraph", "UniformGraph", "make_graph", "GRAPHS", "Noise", "LogLinearNoise",
-           "GeometricNoise", "make_noise", "NOISES", "ScoreModel", "DenoiserScore", "CallCounter"]
+__all__ = ["Graph", "AbsorbingGraph", "UniformGraph", "CTMCGraph", "GaussianGraph", "make_graph", "GRAPHS", "Noise",
+           "LogLinearNoise", "GeometricNoise", "ExponentialNoise", "make_noise", "NOISES", "ScoreModel",
+           "DenoiserScore", "X0Score", "CallCounter"]

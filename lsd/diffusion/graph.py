@@ -4,7 +4,8 @@ Conventions (SEDD, anchors.md section 1):
 - `num_tokens` = V real tokens; `dim` = classes the model scores (V + 1 with a mask for
   the absorbing graph, mask id = V; V for the uniform graph).
 - The forward rate matrix is sigma(t) Q. Q_absorb sends every token to the mask;
-  Q_uniform = (1/V) 11^T - I.
+  Q_uniform = (1/V) 11^T - I. General reversible CTMCs with a dense base matrix (tauLDR's
+  Gaussian-rate graph among them) live in `lsd.diffusion.ctmc` and are registered here.
 - A score model returns log s(x, t)_{i, y} ~ log p_t(x with x_i := y) / p_t(x); the reverse
   rate from x_i to y != x_i is sigma(t) * Q(y, x_i) * s_y, with Q(y, x_i) = `reverse_weights`.
 
@@ -21,6 +22,7 @@ import torch
 class Graph:
     name = "graph"
     absorbing = False
+    ordinal = False  # values can be added and clamped (pixel intensities): the `tauleap` rule needs it
 
     def __init__(self, num_tokens: int):
         if int(num_tokens) < 2:
@@ -47,6 +49,10 @@ class Graph:
         """The start state of sampling, x_T, drawn from uniforms `u` [B, L, 2]."""
         raise NotImplementedError
 
+    def limit_distribution(self) -> torch.Tensor:
+        """The law [dim] (float64) of one position of `limit`: what exact sampler laws start from."""
+        raise NotImplementedError
+
     # reverse process ---------------------------------------------------------------
     def reverse_weights(self, x: torch.Tensor) -> torch.Tensor:
         """Q(y, x_i) for y != x_i, zero at y == x_i: [B, L, dim] float64."""
@@ -56,8 +62,13 @@ class Graph:
         """SEDD's analytic ("Tweedie") step over total noise `delta` = sigma_bar(t) - sigma_bar(s) [B]."""
         raise NotImplementedError
 
-    def finalize(self, move, stay, x):
-        """Last step of a sampler: leave no absorbing state behind. Identity by default."""
+    def finalize(self, move, stay, x, **context):
+        """Last step of a sampler: leave no absorbing state behind. Identity by default.
+
+        `context` holds what a graph may need beyond the step's probabilities: `score` (the
+        scaled score), `delta` [B] (total noise from the step's start to the final time) and
+        `posterior` (log p(x0 | x_t) when the score model gave it, else None); the CTMC graphs
+        use them to decode (`lsd.diffusion.ctmc`)."""
         return move, stay
 
 
@@ -89,6 +100,9 @@ class AbsorbingGraph(Graph):
     def limit(self, u):
         return torch.full(u.shape[:2], self.mask_id, dtype=torch.long, device=u.device)
 
+    def limit_distribution(self):
+        return torch.eye(self.dim, dtype=torch.float64)[self.mask_id]
+
     def reverse_weights(self, x):
         w = torch.zeros(*x.shape, self.dim, dtype=torch.float64, device=x.device)
         w[..., : self.num_tokens] = (x == self.mask_id)[..., None].to(torch.float64)
@@ -99,7 +113,7 @@ class AbsorbingGraph(Graph):
         move = torch.expm1(delta)[:, None, None] * score * self.reverse_weights(x)
         return move, 1.0 - move.sum(-1)
 
-    def finalize(self, move, stay, x):
+    def finalize(self, move, stay, x, **context):
         masked = x == self.mask_id
         stuck = masked & (move.sum(-1) <= 0)
         if stuck.any():  # every score underflowed: fall back to a uniform real token
@@ -125,6 +139,9 @@ class UniformGraph(Graph):
     def limit(self, u):
         return (u[..., 1] * self.dim).long().clamp_max(self.dim - 1)
 
+    def limit_distribution(self):
+        return torch.full((self.dim,), 1.0 / self.dim, dtype=torch.float64)
+
     def reverse_weights(self, x):
         w = torch.full((*x.shape, self.dim), 1.0 / self.dim, dtype=torch.float64, device=x.device)
         return w.scatter_(-1, x[..., None], 0.0)
@@ -144,9 +161,13 @@ class UniformGraph(Graph):
 
 GRAPHS = {"absorbing": AbsorbingGraph, "uniform": UniformGraph}
 
+from .ctmc import CTMCGraph, GaussianGraph  # noqa: E402  (ctmc imports Graph from this module)
+
+GRAPHS.update({"ctmc": CTMCGraph, "gaussian": GaussianGraph})
+
 
 def make_graph(config: dict) -> Graph:
-    """Build a graph from `{"type": name, "num_tokens": V}`."""
+    """Build a graph from `{"type": name, "num_tokens": V, ...}` (other keys: the class's arguments)."""
     from .noise import build_from_config
 
     return build_from_config(GRAPHS, config, "graph")

@@ -2,7 +2,10 @@
 
 A forward process at time t in [0, 1] has corrupted each token with probability
 1 - exp(-sigma_bar(t)) (absorbing graph) or moved it towards the uniform limit at the same
-speed (uniform graph). Networks are conditioned on sigma_bar, never on t.
+speed (uniform graph); on a general CTMC graph (`lsd.diffusion.ctmc`) the forward rate matrix
+is sigma(t) R_b and the transition matrix exp(sigma_bar(t) R_b). Score models are called with
+sigma_bar, never with t; a network trained on t (tauLDR) converts back with `Noise.time`,
+which the schedules that need it provide.
 """
 from __future__ import annotations
 
@@ -64,7 +67,35 @@ class GeometricNoise(Noise):
         return self.total(t) * math.log(self.sigma_max / self.sigma_min)
 
 
-NOISES = {"loglinear": LogLinearNoise, "geometric": GeometricNoise}
+class ExponentialNoise(Noise):
+    """tauLDR's schedule (Campbell et al. 2022): rate beta(t) = a ln(b) b^t, total a (b^t - 1).
+
+    `time_base` = a and `time_exponential` = b keep tauLDR's names (its CIFAR-10 model: a = 3,
+    b = 100, so sigma_bar(1) = 297 and beta(1) = 1381.6). sigma_bar(0) = 0 exactly.
+    `time(sigma_bar)` inverts `total`: tauLDR's networks are conditioned on t."""
+
+    name = "exponential"
+
+    def __init__(self, time_base: float = 3.0, time_exponential: float = 100.0):
+        if not (float(time_base) > 0.0 and float(time_exponential) > 1.0):
+            raise ValueError(f"noise: need time_base > 0 and time_exponential > 1, got {time_base}, "
+                             f"{time_exponential}")
+        self.time_base = float(time_base)
+        self.time_exponential = float(time_exponential)
+
+    def total(self, t):
+        return self.time_base * torch.expm1(t * math.log(self.time_exponential))
+
+    def rate(self, t):
+        log_b = math.log(self.time_exponential)
+        return self.time_base * log_b * torch.exp(t * log_b)
+
+    def time(self, sigma_bar: torch.Tensor) -> torch.Tensor:
+        """The t in [0, 1] with total(t) = sigma_bar."""
+        return torch.log1p(sigma_bar / self.time_base) / math.log(self.time_exponential)
+
+
+NOISES = {"loglinear": LogLinearNoise, "geometric": GeometricNoise, "exponential": ExponentialNoise}
 
 
 def build_from_config(registry: dict, config: dict, what: str):

@@ -1,9 +1,19 @@
-"""The score-model protocol and the adapter for models that predict x_0.
+"""The score-model protocol and the adapters for models that predict x_0.
 
 A score model is any callable `model(x_t: LongTensor[B, L], sigma_bar: Tensor[B])` that
 returns the log concrete score `[B, L, graph.dim]`, with the entry of the current token
 equal to log 1 = 0 (SEDD's output convention). `sigma_bar` arrives as float64; networks
 cast it to their own dtype.
+
+Two adapters turn a model of log p(x_0^i | x_t) into a score model:
+- `DenoiserScore`: the absorbing graph (RADD), with its closed form and its output cache.
+- `X0Score`: any graph with a transition matrix (uniform, CTMC, tauLDR's Gaussian-rate graph):
+  s_y = sum_{x0} p(x0 | x) q_t(y | x0) / q_t(x | x0), the ratio the true score has when p is
+  the true posterior (anchors.md section 8). The reverse rate is then sigma(t) Q(y, x) s_y
+  as on every other graph. Its log score also carries the posterior itself, as the plain
+  attribute `POSTERIOR` of the returned tensor: the CTMC graphs decode the last step from it
+  (a score cannot give it back at coarse steps, `lsd.diffusion.ctmc`). Any copy of the tensor
+  (`.float()`, `.cpu()`, a teacher record) drops it, and the graph then decodes from the score.
 """
 from __future__ import annotations
 
@@ -12,6 +22,13 @@ from typing import Callable, Protocol
 import torch
 
 from .graph import AbsorbingGraph
+
+POSTERIOR = "log_posterior"  # attribute of an X0Score log score: log p(x0 | x_t) [B, L, V] of the same call
+
+
+def posterior_of(log_score: torch.Tensor):
+    """log p(x0 | x_t) attached to a score model's output (`X0Score`), or None."""
+    return getattr(log_score, POSTERIOR, None)
 
 
 class ScoreModel(Protocol):
@@ -37,7 +54,8 @@ class DenoiserScore:
     def __init__(self, log_denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], graph: AbsorbingGraph,
                  cache: bool = False):
         if not graph.absorbing:
-            raise ValueError("DenoiserScore: x0-predicting models are supported on the absorbing graph only")
+            raise ValueError("DenoiserScore: absorbing graph only; use lsd.X0Score for x0-predicting models "
+                             "on other graphs")
         self.log_denoiser = log_denoiser
         self.graph = graph
         self.cache = cache
@@ -74,6 +92,58 @@ class DenoiserScore:
         log_score = torch.cat([log_p - offset, torch.zeros_like(log_p[..., :1])], dim=-1)
         # The current token's entry is log 1 = 0 (only matters at unmasked positions).
         return log_score.scatter(-1, x_t[..., None], 0.0)
+
+
+class X0Score:
+    """Turn a model of log p(x_0^i = v | x_t) over the V values into a score model on any graph.
+
+    log_denoiser: `(x_t [B, L], sigma_bar [B]) -> log p(x0 | x_t) [B, L, V]` (V = graph.num_tokens);
+        time-dependent in general (no cache).
+    graph: provides `transition(sigma_bar)` = q_t(y | v) as [..., dim, V].
+    ratio_eps: added to the denominator q_t(x | x0), as tauLDR's `eps_ratio` (1e-9): where the
+        forward process makes x (nearly) impossible from x0 (q below the float64 rounding of
+        the eigendecomposition, ~1e-16) a model's small but non-zero p(x0 | x) would otherwise
+        turn into an arbitrary ratio. Entries with q_t(x | x0) >> ratio_eps are exact.
+
+    Returns float64 log scores [B, L, dim]: s_y = sum_v p(v | x) q_t(y | v) / (q_t(x | v) + eps),
+    the current token's entry exactly 0 (its exact value is 1 up to eps), entries floored at
+    LOG_FLOOR, with log p(x0 | x_t) attached as `POSTERIOR`. One network call per call;
+    `network_calls` counts them (as `DenoiserScore` does).
+    """
+
+    LOG_FLOOR = -1e4  # s = 0 (a value the forward process cannot reach) as a finite log
+
+    def __init__(self, log_denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], graph,
+                 ratio_eps: float = 1e-9):
+        self.log_denoiser = log_denoiser
+        self.graph = graph
+        self.ratio_eps = float(ratio_eps)
+        self.network_calls = 0
+        self.rows_evaluated = 0
+
+    def denoise(self, x_t, sigma_bar):
+        """log p(x0 | x_t) [B, L, V] from the wrapped model (counted)."""
+        self.network_calls += 1
+        self.rows_evaluated += x_t.shape[0]
+        return self.log_denoiser(x_t, sigma_bar)
+
+    def score_from_posterior(self, log_p: torch.Tensor, x_t: torch.Tensor, sigma_bar: torch.Tensor) -> torch.Tensor:
+        """The log score [B, L, dim] (float64) implied by log p(x0 | x_t) [B, L, V]."""
+        sb = sigma_bar.to(torch.float64).reshape(-1).to(x_t.device)
+        unique, inverse = torch.unique(sb, return_inverse=True)
+        kernel = self.graph.transition(unique)[inverse]  # [B, dim, V]: q_t(y | v)
+        V = kernel.shape[-1]
+        at_x = kernel.gather(1, x_t[..., None].expand(-1, -1, V))  # [B, L, V]: q_t(x | v)
+        ratio = torch.exp(log_p.to(torch.float64)) / (at_x + self.ratio_eps)
+        score = torch.bmm(ratio, kernel.transpose(1, 2))  # [B, L, dim]: sum_v ratio_v q_t(y | v)
+        log_score = torch.log(score).clamp_min(self.LOG_FLOOR)
+        return log_score.scatter(-1, x_t[..., None], 0.0)
+
+    def __call__(self, x_t, sigma_bar):
+        log_p = self.denoise(x_t, sigma_bar)
+        log_score = self.score_from_posterior(log_p, x_t, sigma_bar)
+        setattr(log_score, POSTERIOR, log_p)
+        return log_score
 
 
 class CallCounter:

@@ -80,8 +80,12 @@ Estimation
   clean fraction q = exp(-sigma_bar(tau)) (`KLUBEstimator.nodes`): per unit q the integrand
   is about L times a KL between posteriors, smooth whatever the noise, whereas in tau it is
   a narrow peak under geometric noise, where 2 nodes in tau are off by a factor of 3 and
-  the search then follows the quadrature error. Each node costs one network call per data
-  batch, the frozen rate one more (cached across a search when it fits in 256 MiB).
+  the search then follows the quadrature error. On CTMC graphs (tauLDR's Gaussian-rate graph)
+  the default is Gauss-Legendre in tau instead (`nodes`). Each node costs one network call per
+  data batch, the frozen rate one more (cached across a search when it fits in 256 MiB).
+- CTMC graphs: the same bound with `Graph.reverse_weights`; the noised pairs use one uniform per
+  position and inverse CDFs of the transition rows (a monotone coupling: every marginal exact,
+  the joint of two times an approximation, as on the uniform graph).
 - Units: nats per sequence (mean over the data of the sum over positions).
 
 Grid search
@@ -148,7 +152,7 @@ class KLUBEstimator:
     """
 
     def __init__(self, model: Callable, graph: Graph, noise: Noise, data: torch.Tensor, *, seed: int = 0,
-                 quadrature: int = 2, variable: str = "clean", bound: str = "jys", batch_size: int = 64,
+                 quadrature: int = 2, variable: str | None = None, bound: str = "jys", batch_size: int = 64,
                  t_min: float = 1e-5, device="cpu"):
         if not isinstance(data, torch.Tensor) or data.dim() != 2 or data.numel() == 0:
             raise ValueError(f"jys: data must be a non-empty LongTensor [n, L], got "
@@ -169,6 +173,8 @@ class KLUBEstimator:
         self.bound = bound
         ids = torch.arange(self.n, device=self.device)
         self.u = RandomStreams(seed, ids).uniform(NESTED_STREAM, self.length, 2)  # [n, L, 2]
+        if variable is None:  # the clean fraction is the natural variable of masks and uniform resampling only
+            variable = "clean" if graph.name in ("absorbing", "uniform") else "time"
         if variable not in ("clean", "time"):
             raise ValueError(f"jys: quadrature variable must be 'clean' or 'time', got {variable!r}")
         self.variable = variable
@@ -238,7 +244,11 @@ class KLUBEstimator:
         position the rate carries the hazard sigma e^-sigma_bar / (1 - e^-sigma_bar), and the
         expected number of masked positions (1 - e^-sigma_bar) L, so the integrand per unit q is
         roughly L times a KL between posteriors: smooth in q whatever the noise schedule, while in
-        tau it can be a narrow peak (geometric noise). `variable="time"`: Gauss-Legendre in tau."""
+        tau it can be a narrow peak (geometric noise). `variable="time"`: Gauss-Legendre in tau,
+        the default on CTMC graphs (`lsd.diffusion.ctmc`), where no token is "clean": on tauLDR's
+        schedule (sigma_bar(1) = 297) q spans 1 to e^-297 and its nodes all land at an interval's
+        low-noise end (2 nodes in q were off by a factor of 4 on [0.5, 1] of a 5-level toy; in tau,
+        by 1%)."""
         key = (t_a, t_b)
         if key in self._nodes:
             return self._nodes[key]
@@ -334,7 +344,7 @@ class KLUBEstimator:
 
 
 def interval_klub(model, graph: Graph, noise: Noise, data: torch.Tensor, t_a: float, t_b: float, *,
-                  seed: int = 0, quadrature: int = 2, variable: str = "clean", bound: str = "jys",
+                  seed: int = 0, quadrature: int = 2, variable: str | None = None, bound: str = "jys",
                   batch_size: int = 64, t_min: float = 1e-5) -> dict:
     """KLUB (nats per sequence) of one frozen-rate step from t_a down to t_b, estimated on `data`.
 

@@ -89,17 +89,15 @@ def sampler_law(model, schedule: Schedule, graph: Graph, noise: Noise, length: i
     """Exact law of the sampler's final state over all V^L sequences (order of `itertools.product`).
 
     Enumerates all dim^L states, applies `step_probabilities` (the sampler's own step) to each,
-    and pushes the distribution through the product of per-position transitions."""
+    and pushes the distribution through the product of per-position transitions, starting from
+    the product of `graph.limit_distribution()`. Rules with one categorical draw per position
+    only (euler, tweedie): the Poisson counts of `tauleap` are not a categorical step."""
+    if schedule.base == "tauleap":
+        raise ValueError("sampler_law: the tauleap rule draws Poisson counts, not one categorical jump; sample it")
     dim = graph.dim
     states = torch.tensor(list(itertools.product(range(dim), repeat=length)), dtype=torch.long)
-    u0 = torch.zeros(1, length, 2, dtype=torch.float64)
-    start = graph.limit(u0)
-    powers = dim ** torch.arange(length - 1, -1, -1)
-    law = torch.zeros(len(states), dtype=torch.float64)
-    if graph.absorbing:
-        law[(start[0] * powers).sum()] = 1.0
-    else:  # the uniform graph starts from the uniform distribution
-        law[:] = 1.0 / len(states)
+    start = graph.limit_distribution()  # [dim]
+    law = start[states].prod(-1)
     for k in range(schedule.nfe):
         sigma_bar = noise.total(torch.full((len(states),), schedule.times[k], dtype=torch.float64))
         move, stay = step_probabilities(graph, noise, schedule, k, states, model(states, sigma_bar))

@@ -42,6 +42,8 @@ BENCHMARK = RESULTS + "/benchmarks/{rule}/{backbone}/seed{seed}.tsv"
 DOWNLOAD_LOG = RESULTS + "/logs/download/{repo_dir}.log"
 REPORT_LOG = RESULTS + "/logs/report.log"
 REPORT_BENCHMARK = RESULTS + "/benchmarks/report.tsv"
+FID_STATS_LOG = RESULTS + "/logs/fid_stats.log"
+FID_STATS_BENCHMARK = RESULTS + "/benchmarks/fid_stats.tsv"
 REPORT_OUTPUTS = {
     "csv": RESULTS + "/metrics.csv",
     "summary": RESULTS + "/summary.csv",
@@ -230,7 +232,7 @@ class Plan:
         where = _key(["sampler_definitions", name])
         method = d["method"]
         if method in NEEDS_BASE and d.get("base") is None:
-            raise ConfigError(f"{where}.base: required for method {method!r} (euler or tweedie)")
+            raise ConfigError(f"{where}.base: required for method {method!r} (euler, tweedie or tauleap)")
         if method == "teacher" and d.get("nfe") is not None:
             raise ConfigError(f"{where}.nfe: a teacher runs distill.teacher_steps steps; set teacher_steps instead")
         if d.get("nfe") is not None:
@@ -399,9 +401,21 @@ class Plan:
             flags += f" --evaluator {shlex.quote(self.config['evaluator'])}"
         if "frechet" in metrics:  # the digits classifier, trained once and cached
             flags += f" --cache {shlex.quote(self.work + '/cache/digits-classifier.safetensors')}"
+        if "fid" in metrics:
+            flags += f" --fid-stats {shlex.quote(self.config['fid']['stats'])}"
         if self.config["device"] != "cpu":
             flags += f" --device {self.config['device']}"
         return flags
+
+    def fid_inputs(self, wildcards) -> list[str]:
+        """The reference statistics a backbone's evaluation reads (metric fid), made by rule fid_stats."""
+        return [self.config["fid"]["stats"]] if "fid" in self.settings[wildcards.backbone]["metrics"] else []
+
+    def fid_images(self, wildcards) -> list[str]:
+        """The training images of rule fid_stats, when they are there; when they are not, the job runs
+        anyway and `lsd fid-stats` says in one line how to provide them (a dry run still plans it)."""
+        folder = self.config["fid"]["images"]
+        return [folder] if Path(folder).is_dir() else []
 
     def env(self) -> str:
         """Environment prefix of a network job: the Hub cache (when a Hub checkpoint is needed) and offline mode."""

@@ -9,6 +9,7 @@ rule evaluate:
         downloads=PLAN.evaluate_downloads,
         checkpoint=PLAN.checkpoint_files,
         samples=PLAN.unit_samples(),
+        fid_stats=PLAN.fid_inputs,
     output:
         PLAN.unit_records(),
     params:
