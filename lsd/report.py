@@ -373,13 +373,16 @@ def load_schedules(folder, backbones=None, samplers=None, nfe=None, seeds=None) 
                (("backbone", backbones), ("sampler", samplers), ("nfe", nfe), ("seed", seeds))):
             continue
         s = Schedule.load(path)
-        cell.update(times=list(s.times), coefficients=list(s.coefficients), convention=s.convention, path=str(path))
+        cell.update(times=list(s.times), coefficients=list(s.coefficients), convention=s.convention, path=str(path),
+                    selection=getattr(s, "selection", None))
         out.append(cell)
     return out
 
 
-def is_learned(times, coefficients) -> bool:
-    """Not a uniform grid with unit coefficients."""
+def is_learned(times, coefficients, selection=None) -> bool:
+    """Not a uniform grid with unit coefficients and no selection rule (lsd-spread)."""
+    if selection:
+        return True
     steps = [times[k] - times[k + 1] for k in range(len(times) - 1)]
     uniform = max(steps) - min(steps) <= 1e-9 * max(steps)
     return not (uniform and all(abs(c - 1.0) <= 1e-12 for c in coefficients))
@@ -458,7 +461,7 @@ def build_report(records, out, schedules=None, backbones=None, samplers=None, nf
         for backbone in bb_order:
             for sampler in s_order:
                 group = [e for e in entries if e["backbone"] == backbone and e["sampler"] == sampler]
-                if group and any(is_learned(e["times"], e["coefficients"]) for e in group):
+                if group and any(is_learned(e["times"], e["coefficients"], e.get("selection")) for e in group):
                     path = out / "figures" / f"{safe_name(backbone)}__{safe_name(sampler)}__schedule.png"
                     written.append(str(figure_schedule(group, backbone, sampler, path)))
                     index.setdefault(backbone, {"tables": [], "figures": []})["figures"].append(
@@ -514,7 +517,8 @@ def readme(df, summary, references, index, out: Path, precise=None) -> str:
     gits = sorted({g for g in df["git"].dropna()})
     hashes = sorted({h for h in df["config_hash"].dropna()})
     if gits:
-        lines += [f"Code: git {', '.join(gits)}." + (f" Config hashes: {', '.join(hashes)}." if hashes else ""), ""]
+        lines += [f"Code: git {', '.join(gits)}." + (f" {len(hashes)} distinct cell configurations (their hashes are "
+                                                      f"in metrics.csv, column config_hash)." if hashes else ""), ""]
     if precise is not None and len(precise):
         lines += ["## Precision", "",
                   "Is a cell's 95% interval narrower than a tenth of the gap between uniform Euler at the smallest "

@@ -164,6 +164,12 @@ BAD = {
     "backbone without settings": ("backbones: [sedd-small]\nbackbone_settings: {}\n",
                                   "config.backbones[0]: backbone 'sedd-small' has no entry"),
     "unknown sampler": ("samplers: [euler, lsd++]\n", "config.samplers[1]: unknown sampler 'lsd++'"),
+    "spread on the uniform graph": ("backbones: [oracle-exact, tiny-sedd-digits]\nsamplers: [euler, lsd-spread]\n",
+                                    "config.samplers: 'lsd-spread' (method spread) needs an absorbing graph; "
+                                    "backbone 'tiny-sedd-digits' (config.backbones[1]) is on the uniform graph"),
+    "tauleap on the absorbing graph": ("samplers: [euler, tauleap]\n",
+                                       "config.samplers: 'tauleap' (base tauleap) needs an ordinal graph; backbone "
+                                       "'oracle-exact' (config.backbones[0]) is on the absorbing graph"),
     "unknown metric": ("backbone_settings:\n  oracle-exact: {metrics: [oracle_ppl, bleu]}\n",
                        "config.backbone_settings.oracle-exact.metrics[1]: unknown metric 'bleu'"),
     "nfe 0": ("nfe: [0, 8]\n", "config.nfe[0]: 0 is less than the minimum of 1"),
@@ -549,11 +555,12 @@ def run_smoke(tmp_path: Path, backbones) -> Path:
     results = workdir / "results"
     metrics = pd.read_csv(results / "metrics.csv")
     assert set(metrics["backbone"]) == set(backbones)
-    assert set(metrics["sampler"]) == {"euler", "lsd+-euler"}
+    assert set(metrics["sampler"]) == {"euler", "lsd+-euler", "lsd-spread"}
     assert set(metrics["nfe"]) == {8} and set(metrics["seed"]) == {0}
-    assert len(metrics.groupby(["backbone", "sampler"])) == 2 * len(backbones)
+    assert len(metrics.groupby(["backbone", "sampler"])) == 3 * len(backbones)
     assert (results / "README.md").is_file() and list((results / "tables").glob("*.tex"))
-    assert len(list((results / "figures").glob("*__schedule.png"))) == len(backbones)  # the learned lsd+ ones
+    # the learned ones: lsd+ and lsd-spread (a selection rule counts as learned even on a uniform grid)
+    assert len(list((results / "figures").glob("*__schedule.png"))) == 2 * len(backbones)
     for record in (results / "records").rglob("*.json"):
         assert json.loads(record.read_text())["schema"] == "lsd-result/1"
     assert list((results / "benchmarks").rglob("*.tsv")) and list((results / "logs").rglob("*.log"))

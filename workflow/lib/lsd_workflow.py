@@ -66,7 +66,7 @@ CHECKPOINT_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt")
 TOKENIZER_FILES = ("*.json", "*.txt")
 EVALUATOR_FILES = ("*.json", "*.txt", "model.safetensors")  # not the TF/Flax/ONNX copies
 
-DISTILLED = ("jys", "lsd", "lsd+")
+DISTILLED = ("jys", "lsd", "lsd+", "spread")
 NEEDS_BASE = ("uniform", "teacher") + DISTILLED
 # What `lsd schedules --distill-json` takes from the config (batch_size comes from backbone_settings).
 DISTILL_KEYS = ("teacher_steps", "zeta", "trajectories", "coupling", "candidates")
@@ -74,6 +74,10 @@ DISTILL_KEYS = ("teacher_steps", "zeta", "trajectories", "coupling", "candidates
 METHOD_KEYS = {"fine_steps": ("jys",), "quadrature": ("jys",), "iterations": ("jys", "temperature"),
                "num_samples": ("temperature",)}
 JYS_FINE_STEPS = 1024  # lsd.optimize.jys.jys_schedule's default fine grid
+# Registered backbones not on the absorbing graph (lsd.backbones.registry): the spread rule
+# needs an absorbing graph, tau-leaping an ordinal one (the CTMC image graphs).
+GRAPH_OF = {"tiny-sedd-digits": "uniform", "tiny-tauldr-digits": "gaussian", "tauldr-cifar10": "gaussian"}
+ORDINAL_GRAPHS = ("gaussian",)
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
 
@@ -221,6 +225,7 @@ class Plan:
         self.schedule_cells = [(s, n) for s in self.schedule_samplers for n in self.sampler_nfe(s)]
         for name in self.schedule_samplers:
             self._check_nfe(name)
+            self._check_graphs(name)
         for b, seed in self.units:  # every file a `file` sampler points to must exist
             for s, n in self.schedule_cells:
                 if self.method(s) == "file":
@@ -272,6 +277,18 @@ class Plan:
             if d.get(key) is not None and method not in methods:
                 raise ConfigError(f"{where}.{key}: only read by method {' and '.join(methods)}, not {method!r}")
 
+    def _check_graphs(self, name: str) -> None:
+        """Samplers that only some graphs allow, against the grid's backbones, before any job runs."""
+        d = self.definitions[name]
+        for i, b in enumerate(self.backbones):
+            graph = GRAPH_OF.get(b, "absorbing")
+            if d["method"] == "spread" and graph != "absorbing":
+                raise ConfigError(f"config.samplers: {name!r} (method spread) needs an absorbing graph; backbone "
+                                  f"{b!r} (config.backbones[{i}]) is on the {graph} graph")
+            if d.get("base") == "tauleap" and graph not in ORDINAL_GRAPHS:
+                raise ConfigError(f"config.samplers: {name!r} (base tauleap) needs an ordinal graph; backbone "
+                                  f"{b!r} (config.backbones[{i}]) is on the {graph} graph")
+
     def _check_nfe(self, name: str) -> None:
         """NFE a sampler in use cannot reach, before any job runs (not only at the job's end)."""
         d = self.definitions[name]
@@ -280,7 +297,7 @@ class Plan:
             if method == "lsd" and candidates % n:
                 raise ConfigError(f"config.distill.candidates: {candidates} is not a multiple of NFE {n} of "
                                   f"{name!r} (LSD spaces its steps evenly over the teacher's candidate times)")
-            if method == "lsd+" and n > candidates:
+            if method in ("lsd+", "spread") and n > candidates:
                 raise ConfigError(f"config.distill.candidates: {candidates} is fewer than NFE {n} of {name!r} "
                                   f"(LSD+ picks its times among the teacher's candidate times)")
             if method == "jys" and n > (d.get("fine_steps") or JYS_FINE_STEPS):
