@@ -14,43 +14,30 @@ so the intervals cover distillation and sampling.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 import lsd
-from lsd.backbones.registry import load_backbone
 from lsd.io import atomic_write_text
 from lsd.metrics import bootstrap_interval
 from lsd.optimize.lsd import distill
 from lsd.optimize.teacher import teacher_rollout
-from lsd.tasks import make_task
 
-from .distill_quality import sample_rows
+from .distill_quality import load_study, sample_rows, study_parser
 
 ZETAS = ("0", "0.01", "0.05", "0.1", "0.2", "auto")
 METHODS = ("lsd", "lsd+")
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backbone", default="tiny-radd-text")
+    ap = study_parser(__doc__, backbone="tiny-radd-text", samples=128, teacher_steps=256, trajectories=32,
+                      candidates=64, out="benchmarks/results/ablations")
     ap.add_argument("--nfe", type=int, default=32)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--samples", type=int, default=128, help="samples per cell and seed")
-    ap.add_argument("--teacher-steps", type=int, default=256)
-    ap.add_argument("--trajectories", type=int, default=32)
-    ap.add_argument("--candidates", type=int, default=64)
     ap.add_argument("--zetas", nargs="+", default=list(ZETAS))
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="benchmarks/results/ablations")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    bb = load_backbone(args.backbone)
-    task = make_task(bb.info["task"], **bb.info.get("task_config", {}))
+    bb, task = load_study(args)
     rows, schedules = [], []
     started = time.perf_counter()
     for seed in args.seeds:

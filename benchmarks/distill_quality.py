@@ -80,23 +80,35 @@ def sample_rows(bb, task, schedule, num_samples: int, seed: int, batch_size: int
     return [{**labels, "seed": seed, "nll": float(nll[i]), "entropy": float(ent[i])} for i in range(len(x))]
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backbone", default="oracle-exact")
-    ap.add_argument("--nfe", type=int, nargs="+", default=[8, 16, 32, 64])
+def study_parser(doc: str, *, backbone: str = "oracle-exact", samples: int = 256, teacher_steps: int = 1024,
+                 trajectories: int = 64, candidates: int = 128, out: str) -> argparse.ArgumentParser:
+    """The arguments every sampler study here shares (distill_quality, ablations, moonshot)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbone", default=backbone)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--samples", type=int, default=256, help="samples per sampler and seed")
-    ap.add_argument("--teacher-steps", type=int, default=1024)
-    ap.add_argument("--trajectories", type=int, default=64)
-    ap.add_argument("--candidates", type=int, default=128)
-    ap.add_argument("--zeta", default="0.05")
-    ap.add_argument("--no-jys", action="store_true")
+    ap.add_argument("--samples", type=int, default=samples, help="samples per cell and seed")
+    ap.add_argument("--teacher-steps", type=int, default=teacher_steps)
+    ap.add_argument("--trajectories", type=int, default=trajectories)
+    ap.add_argument("--candidates", type=int, default=candidates)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="benchmarks/results/distill_quality")
-    args = ap.parse_args(argv)
+    ap.add_argument("--out", default=out)
+    return ap
+
+
+def load_study(args):
+    """(backbone, task) of a study, with torch's threads set from --threads."""
     torch.set_num_threads(args.threads)
     bb = load_backbone(args.backbone)
-    task = make_task(bb.info["task"], **bb.info.get("task_config", {}))
+    return bb, make_task(bb.info["task"], **bb.info.get("task_config", {}))
+
+
+def main(argv=None):
+    ap = study_parser(__doc__, out="benchmarks/results/distill_quality")
+    ap.add_argument("--nfe", type=int, nargs="+", default=[8, 16, 32, 64])
+    ap.add_argument("--zeta", default="0.05")
+    ap.add_argument("--no-jys", action="store_true")
+    args = ap.parse_args(argv)
+    bb, task = load_study(args)
     rows, learned_meta = [], []
 
     def measure(name, nfe, seed, schedule):

@@ -24,7 +24,6 @@ samples.csv and schedules.json); OUT/summary.md collects every backbone's summar
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -34,37 +33,25 @@ import pandas as pd
 import torch
 
 import lsd
-from benchmarks.distill_quality import sample_rows
-from lsd.backbones.registry import load_backbone
+from benchmarks.distill_quality import load_study, sample_rows, study_parser
 from lsd.io import atomic_write_text
 from lsd.metrics import bootstrap_interval
 from lsd.optimize.spread import GRIDS, STRENGTHS, distill_spread, spread_schedule
 from lsd.optimize.teacher import teacher_rollout
-from lsd.tasks import make_task
 
 ORDER = ("teacher", "lsd-spread", "spread-thetainf", "euler@grid", "spread-theta0", "euler")
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backbone", default="oracle-exact")
+    ap = study_parser(__doc__, out="benchmarks/results/moonshot")
     ap.add_argument("--nfe", type=int, nargs="+", default=[8, 16, 32, 64])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--samples", type=int, default=256, help="samples per sampler and seed")
-    ap.add_argument("--teacher-steps", type=int, default=1024)
-    ap.add_argument("--trajectories", type=int, default=64, help="teacher rollouts and held-out objective rollouts")
-    ap.add_argument("--candidates", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=64, help="distillation batch size")
     ap.add_argument("--strengths", nargs="+", default=None, help="theta candidates (default: lsd.optimize.spread's)")
     ap.add_argument("--grids", nargs="+", default=None, help="grid candidates (default: lsd.optimize.spread's)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="benchmarks/results/moonshot")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    bb, task = load_study(args)
     args.strengths = [float(s) for s in args.strengths] if args.strengths else list(STRENGTHS)
     args.grids = list(args.grids or GRIDS)
-    bb = load_backbone(args.backbone)
-    task = make_task(bb.info["task"], **bb.info.get("task_config", {}))
     rows, fitted = [], []
     started = time.perf_counter()
     for seed in args.seeds:
