@@ -137,7 +137,7 @@ def main(argv=None):
                                      "zeta": s.metadata.get("zeta"), "wall_time_s": s.metadata.get("wall_time_s"),
                                      "network_calls": s.metadata.get("network_calls")})
     frame = pd.DataFrame(rows)
-    out = Path(args.out)
+    out = Path(args.out) / args.backbone
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "samples.csv", frame.to_csv(index=False))
     atomic_write_text(out / "schedules.json", pd.DataFrame(learned_meta).to_json(orient="records", indent=1))

@@ -91,3 +91,22 @@ def test_gpu_script_tiny_on_cpu(tmp_path):
     assert "LSD+ cell" in (tmp_path / "results.md").read_text()
     assert "tauLDR image sampling" in (tmp_path / "results.md").read_text()
     assert "image sampling (tauLDR CIFAR-10)" in (tmp_path / "projection.md").read_text()
+
+
+def test_method_studies_run_at_a_tiny_size(tmp_path):
+    """distill_quality and ablations end to end on the exact oracle (tiny sizes): their summaries
+    report every row and the verdicts they promise."""
+    import pandas as pd
+
+    from benchmarks import ablations, distill_quality
+
+    tiny = ["--backbone", "oracle-exact", "--seeds", "0", "1", "--samples", "8", "--teacher-steps", "32",
+            "--trajectories", "4", "--candidates", "16"]
+    distill_quality.main(tiny + ["--nfe", "8", "--no-jys", "--out", str(tmp_path / "dq")])
+    summary = (tmp_path / "dq" / "oracle-exact" / "summary.md").read_text()
+    assert "Paper ordering" in summary and "| lsd+-euler |" in summary and "| temp@lsd+-euler-power |" in summary
+    rows = pd.read_csv(tmp_path / "dq" / "oracle-exact" / "samples.csv")
+    assert set(rows["seed"]) == {0, 1} and (rows.groupby(["sampler", "seed"]).size() == 8).all()
+    ablations.main(tiny + ["--nfe", "8", "--zetas", "0", "0.05", "--out", str(tmp_path / "abl")])
+    text = (tmp_path / "abl" / "oracle-exact" / "summary.md").read_text()
+    assert "| lsd+ | 0 |" in text and "| lsd | 0.05 |" in text and "strict (zeta 0)" in text
