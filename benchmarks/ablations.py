@@ -23,9 +23,8 @@ import lsd
 from lsd.io import atomic_write_text
 from lsd.metrics import bootstrap_interval
 from lsd.optimize.lsd import distill
-from lsd.optimize.teacher import teacher_rollout
 
-from .distill_quality import load_study, sample_rows, study_parser
+from .distill_quality import load_study, sample_rows, seed_teacher, study_parser
 
 ZETAS = ("0", "0.01", "0.05", "0.1", "0.2", "auto")
 METHODS = ("lsd", "lsd+")
@@ -41,13 +40,8 @@ def main(argv=None):
     rows, schedules = [], []
     started = time.perf_counter()
     for seed in args.seeds:
-        t0 = time.perf_counter()
-        record = teacher_rollout(bb.model, bb.graph, bb.noise, length=bb.length, trajectories=args.trajectories,
-                                 steps=args.teacher_steps, candidates=args.candidates, seed=seed)
-        print(f"seed {seed}: teacher {args.teacher_steps} steps x {args.trajectories} trajectories "
-              f"({time.perf_counter() - t0:.1f} s)", flush=True)
-        rows += sample_rows(bb, task, lsd.Schedule.uniform("euler", args.teacher_steps), args.samples, seed,
-                            sampler="teacher", zeta="-")
+        record, teacher_rows = seed_teacher(bb, task, args, seed, zeta="-")
+        rows += teacher_rows
         rows += sample_rows(bb, task, lsd.Schedule.uniform("euler", args.nfe), args.samples, seed,
                             sampler="euler", zeta="-")
         for method in METHODS:

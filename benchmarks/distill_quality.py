@@ -102,6 +102,20 @@ def load_study(args):
     return bb, make_task(bb.info["task"], **bb.info.get("task_config", {}))
 
 
+def seed_teacher(bb, task, args, seed: int, **labels):
+    """The seed's N-step uniform Euler teacher rollout (shared by every student of the seed) and
+    the rows of the teacher's own samples (labelled `sampler="teacher"` and `labels`)."""
+    t0 = time.perf_counter()
+    record = teacher_rollout(bb.model, bb.graph, bb.noise, length=bb.length, trajectories=args.trajectories,
+                             steps=args.teacher_steps, candidates=args.candidates, seed=seed,
+                             batch_size=getattr(args, "batch_size", 64))
+    print(f"seed {seed}: teacher {args.teacher_steps} steps x {args.trajectories} trajectories "
+          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    rows = sample_rows(bb, task, lsd.Schedule.uniform("euler", args.teacher_steps), args.samples, seed,
+                       sampler="teacher", **labels)
+    return record, rows
+
+
 def main(argv=None):
     ap = study_parser(__doc__, out="benchmarks/results/distill_quality")
     ap.add_argument("--nfe", type=int, nargs="+", default=[8, 16, 32, 64])
@@ -116,12 +130,8 @@ def main(argv=None):
 
     started = time.perf_counter()
     for seed in args.seeds:
-        t0 = time.perf_counter()
-        record = teacher_rollout(bb.model, bb.graph, bb.noise, length=bb.length, trajectories=args.trajectories,
-                                 steps=args.teacher_steps, candidates=args.candidates, seed=seed)
-        print(f"seed {seed}: teacher {args.teacher_steps} steps x {args.trajectories} trajectories "
-              f"({time.perf_counter() - t0:.1f} s)", flush=True)
-        measure("teacher", args.teacher_steps, seed, lsd.Schedule.uniform("euler", args.teacher_steps))
+        record, teacher_rows = seed_teacher(bb, task, args, seed, nfe=args.teacher_steps)
+        rows.extend(teacher_rows)
         data = task.sample_corpus(args.trajectories, seed=seed)
         for nfe in args.nfe:
             scheds = schedules_for(bb, record, nfe, seed, args, data)
@@ -147,7 +157,9 @@ def main(argv=None):
     print(f"total {time.perf_counter() - started:.0f} s")
 
 
-def summarise(frame: pd.DataFrame, args) -> str:
+def cell_stats(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (sampler, NFE): mean NLL and entropy with 95% bootstrap intervals over the pooled
+    samples, and seed_sd, the standard deviation of the per-seed mean NLLs."""
     stats = []
     for (name, nfe), g in frame.groupby(["sampler", "nfe"]):
         nll, ent = bootstrap_interval(g.nll.values), bootstrap_interval(g.entropy.values)
@@ -155,7 +167,11 @@ def summarise(frame: pd.DataFrame, args) -> str:
         stats.append({"sampler": name, "nfe": nfe, "nll": nll.estimate, "nll_lo": nll.low, "nll_hi": nll.high,
                       "seed_sd": per_seed.std(ddof=1) if len(per_seed) > 1 else float("nan"),
                       "entropy": ent.estimate, "entropy_lo": ent.low, "entropy_hi": ent.high, "n": len(g)})
-    s = pd.DataFrame(stats)
+    return pd.DataFrame(stats)
+
+
+def summarise(frame: pd.DataFrame, args) -> str:
+    s = cell_stats(frame)
     teacher = s[s.sampler == "teacher"].iloc[0]
     gap = float(s[(s.sampler == "euler") & (s.nfe == min(args.nfe))].nll.iloc[0] - teacher.nll)
     lines = [f"# Distillation quality on `{args.backbone}`", "",

@@ -33,9 +33,8 @@ import pandas as pd
 import torch
 
 import lsd
-from benchmarks.distill_quality import load_study, sample_rows, study_parser
+from benchmarks.distill_quality import cell_stats, load_study, sample_rows, study_parser
 from lsd.io import atomic_write_text
-from lsd.metrics import bootstrap_interval
 from lsd.optimize.spread import GRIDS, STRENGTHS, distill_spread, spread_schedule
 from lsd.optimize.teacher import teacher_rollout
 
@@ -96,14 +95,7 @@ def main(argv=None):
 
 
 def summarise(frame: pd.DataFrame, fitted: list, args, total_s: float) -> str:
-    stats = []
-    for (name, nfe), g in frame.groupby(["sampler", "nfe"]):
-        nll, ent = bootstrap_interval(g.nll.values), bootstrap_interval(g.entropy.values)
-        per_seed = g.groupby("seed").nll.mean()
-        stats.append({"sampler": name, "nfe": nfe, "nll": nll.estimate, "nll_lo": nll.low, "nll_hi": nll.high,
-                      "seed_sd": per_seed.std(ddof=1) if len(per_seed) > 1 else float("nan"),
-                      "entropy": ent.estimate, "entropy_lo": ent.low, "entropy_hi": ent.high})
-    s = pd.DataFrame(stats)
+    s = cell_stats(frame)
     teacher = s[s.sampler == "teacher"].iloc[0]
     first = min(args.nfe)
     lines = [f"# Moonshot on `{args.backbone}`: lsd-spread", "",

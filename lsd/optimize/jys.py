@@ -305,6 +305,13 @@ class KLUBEstimator:
     def release(self) -> None:
         self._frozen = None
 
+    def _start(self, cached, k: int, rows, t_a: float):
+        """Noised data and its log score at t_a for batch k: from the frozen cache when there is one."""
+        if cached is not None:
+            return cached[k]
+        x_a = self.noised(rows, t_a)
+        return x_a, self.log_score(x_a, t_a)
+
     # public ----------------------------------------------------------------------------
     def interval(self, t_a: float, t_b: float) -> dict:
         """KLUB of one step from t_a down to t_b (frozen at t_a): {klub, hazard, decoding, final}."""
@@ -313,11 +320,7 @@ class KLUBEstimator:
         cached = self._frozen_scores(t_a)
         hazard = decoding = 0.0
         for k, rows in enumerate(self.batches()):
-            if cached is not None:
-                x_a, ls_a = cached[k]
-            else:
-                x_a = self.noised(rows, t_a)
-                ls_a = self.log_score(x_a, t_a)
+            x_a, ls_a = self._start(cached, k, rows, t_a)
             h, d = self._segment(rows, t_a, x_a, ls_a, t_b)
             hazard, decoding = hazard + float(h.sum()), decoding + float(d.sum())
         return self._combine(hazard / self.n, decoding / self.n, t_b)
@@ -329,11 +332,7 @@ class KLUBEstimator:
         cached = self._frozen_scores(t_a)
         sums = [0.0, 0.0, 0.0, 0.0]
         for k, rows in enumerate(self.batches()):
-            if cached is not None:
-                x_a, ls_a = cached[k]
-            else:
-                x_a = self.noised(rows, t_a)
-                ls_a = self.log_score(x_a, t_a)
+            x_a, ls_a = self._start(cached, k, rows, t_a)
             h1, d1 = self._segment(rows, t_a, x_a, ls_a, c)
             x_c = self.noised(rows, c)
             h2, d2 = self._segment(rows, c, x_c, self.log_score(x_c, c), t_b)
