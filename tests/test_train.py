@@ -276,7 +276,13 @@ def test_every_recipe_trains_through_the_cli_and_loads(tmp_path, name):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["lsd_training"]["recipe"] == name
     if RECIPES[name].get("architecture") == "tauldr":  # the tauLDR UNet on the recipe's own graph
+        from safetensors import safe_open
+
+        with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:  # stored as the recipe says
+            stored = {f.get_tensor(k).dtype for k in f.keys()} - {torch.int64}
+        assert stored == {getattr(torch, RECIPES[name].get("weights_dtype", "float32"))}
         net = load_tauldr_dir(tmp_path)
+        assert all(p.dtype == torch.float32 for p in net.parameters())  # computed in float32
         assert net.config.levels == task.vocab and net.config.length == task.length
         assert net.config.graph == RECIPES[name]["graph"]
     else:

@@ -488,8 +488,11 @@ def tauldr_backbone(name: str = "tauldr-cifar10", path=None, ema: bool = True, d
 
 # directories of small trained networks -----------------------------------------------------
 
-def save_tauldr(net: TauLDRNet, directory, extra_config: dict | None = None) -> Path:
-    """Write config.json (`TauLDRConfig.to_dict` + `extra_config`) and model.safetensors, atomically."""
+def save_tauldr(net: TauLDRNet, directory, extra_config: dict | None = None,
+                dtype: torch.dtype = torch.float32) -> Path:
+    """Write config.json (`TauLDRConfig.to_dict` + `extra_config`) and model.safetensors, atomically.
+    `dtype` is the storage type of the floating-point weights (float16 halves a committed file;
+    `load_tauldr_dir` computes in float32 whatever was stored)."""
     from safetensors.torch import save_file
 
     from ..io import atomic_write_json
@@ -497,7 +500,8 @@ def save_tauldr(net: TauLDRNet, directory, extra_config: dict | None = None) -> 
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in net.state_dict().items()}
     _atomic_write(directory / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     atomic_write_json(directory / "config.json", {**net.config.to_dict(), **(extra_config or {})})
     return directory
