@@ -20,6 +20,7 @@ info's `image_shape` and `levels`.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -86,15 +87,23 @@ def compute_statistics(images_dir, out, device="cpu", batch_size: int = 200, dim
     return reference_statistics(out, features, meta={**extractor.describe(), "images": str(images_dir)})
 
 
+@functools.lru_cache(maxsize=2)
+def _extractor(dims: int, device: str, batch_size: int):
+    """One Inception per process (`lsd evaluate` scores many samples files in one job)."""
+    from .metrics.frechet import InceptionFeatures
+
+    return InceptionFeatures(dims=dims, device=device, batch_size=batch_size)
+
+
 def fid_of_samples(x: torch.Tensor, info: dict, stats_path, device="cpu", batch_size: int = 200) -> float:
     """FID of image samples against the statistics file `stats_path` (from `lsd fid-stats`)."""
-    from .metrics.frechet import InceptionFeatures, fid_from_features, load_statistics
+    from .metrics.frechet import fid_from_features, load_statistics
 
     if not Path(stats_path).is_file():
         raise FileNotFoundError(f"fid: reference statistics {stats_path} not found; make them with "
                                 f"`lsd fid-stats --images <training PNGs> --out {stats_path}`")
     mu, sigma, meta = load_statistics(stats_path)
-    extractor = InceptionFeatures(dims=int(meta.get("dims", 2048)), device=device, batch_size=batch_size)
+    extractor = _extractor(int(meta.get("dims", 2048)), str(device), batch_size)
     return fid_from_features(extractor(sample_images(x, info)), (mu, sigma))
 
 
@@ -106,5 +115,8 @@ def configure_parser(p) -> None:
 
 
 def run(args) -> None:
-    mu, _ = compute_statistics(args.images, args.out, device=args.device, batch_size=args.batch_size)
-    print(f"wrote {args.out}: Inception statistics of {len(image_files(args.images))} images ({mu.shape[0]} dims)")
+    from .metrics.frechet import load_statistics
+
+    compute_statistics(args.images, args.out, device=args.device, batch_size=args.batch_size)
+    meta = load_statistics(args.out)[2]
+    print(f"wrote {args.out}: Inception statistics of {meta['n']} images ({meta['dims']} dims)")

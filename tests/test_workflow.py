@@ -346,6 +346,14 @@ def test_workflow_names_are_the_registry_names():
     from lsd.evaluate import METRIC_SETS
 
     assert set(schema["$defs"]["metric_name"]["enum"]) == set(METRIC_SETS)
+    # the graphs the parse-time sampler checks assume are the ones the embedded backbones load with
+    from lsd.backbones.registry import TRAINED, load_backbone
+
+    for name in ("oracle-exact", *TRAINED):
+        graph = load_backbone(name).graph
+        kind = "absorbing" if graph.absorbing else graph.name
+        assert lsd_workflow.GRAPH_OF.get(name, "absorbing") == kind, name
+        assert (kind in lsd_workflow.ORDINAL_GRAPHS) == bool(getattr(graph, "ordinal", False)), name
 
 
 # ---------------------------------------------------------------------------------------
