@@ -32,14 +32,26 @@ def atomic_write_json(path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def git_hash() -> str | None:
-    """The commit of the source tree this package runs from, or None outside git."""
+def _git(where, *args: str) -> str | None:
+    """stdout of a git command run in `where` (default: this package's source tree); None outside git."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", *args], cwd=where or Path(__file__).parent, capture_output=True, text=True,
+                             timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_hash(where=None) -> str | None:
+    """The commit of the source tree this package runs from (or of `where`), or None outside git."""
+    return _git(where, "rev-parse", "HEAD") or None
+
+
+def git_dirty(where=None) -> bool | None:
+    """Whether tracked files differ from that commit (the hash alone would then misname the code);
+    untracked files do not count. None outside git."""
+    status = _git(where, "status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
 
 
 def provenance() -> dict:
@@ -52,6 +64,7 @@ def provenance() -> dict:
     return {
         "lsd": __version__,
         "git": git_hash(),
+        "git_dirty": git_dirty(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),

@@ -36,6 +36,12 @@ uses stream `count_stream(k)`, the Gumbel draws `gumbel_stream(k)` (one uniform 
 position), the tokens the second uniform of the sampler's own step stream k. A schedule
 with a selection rule still costs exactly one network call per step.
 
+`{"rule": "left_to_right"}` keeps steps 1 and 3 and reveals the n leftmost masked positions:
+at a fine grid (n <= 1 per step, e.g. 1024 steps for 256 tokens under log-linear noise) this
+is autoregressive decoding with the diffusion model, exact for exact scores (the chain rule
+in a fixed order) and the order in which each token needs only what precedes it. A
+benchmark of the backbone rather than a few-step sampler: it needs about L steps.
+
 For a first-order chain of length L, a grid whose counts double (1, 2, 4, ...) with theta =
 inf reveals every step's tokens in distinct masked runs: sampling is then exact in about
 log2(L) + 1 steps. `lsd.optimize.spread` chooses theta and the grid from the model itself.
@@ -46,7 +52,7 @@ import math
 
 import torch
 
-RULES = ("spread",)
+RULES = ("spread", "left_to_right")
 SELECTION_KEYS = ("rule", "strength")
 _STREAM_BASE = -(1 << 32)  # far from the sampler's streams (step k >= 0, INIT and the optimisers' small negatives)
 
@@ -81,6 +87,10 @@ def normalize_selection(selection, source: str = "schedule") -> dict | None:
     rule = selection.get("rule")
     if rule not in RULES:
         raise _error(f"{where}.rule: unknown {rule!r}; choose one of {list(RULES)}")
+    if rule == "left_to_right":
+        if "strength" in selection:
+            raise _error(f"{where}.strength: only the 'spread' rule takes a strength")
+        return {"rule": rule}
     strength = selection.get("strength", math.inf)
     if isinstance(strength, str) and strength.strip().lower() in ("inf", "infinity"):
         strength = math.inf
@@ -94,6 +104,8 @@ def selection_to_json(selection: dict | None):
     """JSON form: an infinite strength is written as the string 'inf' (JSON has no infinity)."""
     if selection is None:
         return None
+    if "strength" not in selection:  # left_to_right
+        return dict(selection)
     s = selection["strength"]
     return {"rule": selection["rule"], "strength": "inf" if math.isinf(s) else s}
 
@@ -169,11 +181,15 @@ def spread_positions(masked: torch.Tensor, n: torch.Tensor, strength: float, gum
     return order
 
 
+def leftmost_positions(masked: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """[B, L] bool: the n[b] leftmost masked positions of each row."""
+    rank = masked.long().cumsum(-1)  # 1 at the first masked position, 2 at the second, ...
+    return masked & (rank <= n[:, None])
+
+
 def spread_step(graph, x: torch.Tensor, move: torch.Tensor, stay: torch.Tensor, streams, k: int,
                 strength: float, final: bool):
     """One step of the spread rule: (x_next [B, L], order [B, P] of the revealed positions, n [B])."""
-    from .sampling import pick_destination
-
     B, L = x.shape
     masked = x == graph.mask_id
     n = reveal_counts(masked, move, stay, streams.uniform(count_stream(k), 1)[:, 0], final)
@@ -181,6 +197,22 @@ def spread_step(graph, x: torch.Tensor, move: torch.Tensor, stay: torch.Tensor, 
     chosen = torch.zeros_like(masked)
     valid = order >= 0
     chosen[torch.arange(B, device=x.device)[:, None].expand_as(order)[valid], order[valid]] = True
+    return reveal(graph, x, move, chosen, streams, k), order, n
+
+
+def left_to_right_step(graph, x: torch.Tensor, move: torch.Tensor, stay: torch.Tensor, streams, k: int,
+                       final: bool) -> torch.Tensor:
+    """One step of the left_to_right rule: x_next [B, L]."""
+    masked = x == graph.mask_id
+    n = reveal_counts(masked, move, stay, streams.uniform(count_stream(k), 1)[:, 0], final)
+    return reveal(graph, x, move, leftmost_positions(masked, n), streams, k)
+
+
+def reveal(graph, x: torch.Tensor, move: torch.Tensor, chosen: torch.Tensor, streams, k: int) -> torch.Tensor:
+    """x with each `chosen` position [B, L] set to a token drawn from its move row (float64)."""
+    from .sampling import pick_destination
+
+    L = x.shape[1]
     x_next = x.clone()
     if chosen.any():
         rows = move[chosen]
@@ -188,13 +220,16 @@ def spread_step(graph, x: torch.Tensor, move: torch.Tensor, stay: torch.Tensor, 
         if empty.any():
             rows = torch.where(empty[:, None], graph.reverse_weights(x)[chosen], rows)
         x_next[chosen] = pick_destination(rows, streams.uniform(k, L, 2)[..., 1][chosen])
-    return x_next, order, n
+    return x_next
 
 
 def selection_step(graph, schedule, k: int, x: torch.Tensor, move: torch.Tensor, stay: torch.Tensor,
                    streams) -> torch.Tensor:
     """The next state of step k of `schedule` under its selection rule (the hook `lsd.sample` calls)."""
     sel = schedule.selection
+    final = k == schedule.nfe - 1
     if sel["rule"] == "spread":
-        return spread_step(graph, x, move, stay, streams, k, sel["strength"], final=k == schedule.nfe - 1)[0]
+        return spread_step(graph, x, move, stay, streams, k, sel["strength"], final)[0]
+    if sel["rule"] == "left_to_right":
+        return left_to_right_step(graph, x, move, stay, streams, k, final)
     raise _error(f"schedule.selection.rule: unknown {sel['rule']!r}; choose one of {list(RULES)}")

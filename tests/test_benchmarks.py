@@ -110,3 +110,17 @@ def test_method_studies_run_at_a_tiny_size(tmp_path):
     ablations.main(tiny + ["--nfe", "8", "--zetas", "0", "0.05", "--out", str(tmp_path / "abl")])
     text = (tmp_path / "abl" / "oracle-exact" / "summary.md").read_text()
     assert "| lsd+ | 0 |" in text and "| lsd | 0.05 |" in text and "strict (zeta 0)" in text
+
+
+def test_countdown_recipe_sweep_runs_a_variant_end_to_end(tmp_path):
+    """The sweep trains a variant in a subprocess, samples it with the three 1024-step samplers
+    (16 steps with --quick) and tabulates every one of them."""
+    from benchmarks import countdown_recipe
+
+    countdown_recipe.main([str(tmp_path), "--quick", "--samples", "2", "--only", "h64-s1500", "--device", "cpu"])
+    record = json.loads((tmp_path / "h64-s1500" / "eval.json").read_text())
+    assert record["train"]["steps"] == 3 and record["samples"] == 2
+    for sampler in ("left-to-right", "spread-inf", "euler"):
+        assert 0.0 <= record[sampler]["violating_samples"] <= 1.0
+    row = [line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("| h64-s1500")]
+    assert len(row) == 1 and "not finished" not in row[0] and row[0].count("%") == 6

@@ -505,7 +505,7 @@ def test_records_round_trip_and_malformed(tmp_path):
     rec2 = make_record(backbone="sedd-small", sampler="lsd+", nfe=8, seed=1, metric_set="genppl",
                        metrics={"ppl_corpus": 30.0}, num_samples=16, config={"a": [1, 2], "b": 1})
     assert rec["config_hash"] == rec2["config_hash"]  # canonical JSON: key order does not matter
-    assert rec["provenance"]["git"] == rec["provenance"]["git"] and "torch" in rec["provenance"]
+    assert {"git", "git_dirty", "torch", "lsd"} <= set(rec["provenance"])
     p1 = write_record(tmp_path / "runs", rec)
     p2 = write_record(tmp_path / "runs" / "custom.json", rec2)
     assert p1.name == "sedd-small__euler__nfe8__seed0__genppl.json" and p2.name == "custom.json"
@@ -532,3 +532,22 @@ def test_records_round_trip_and_malformed(tmp_path):
     os.remove(bad)
     with pytest.raises(RecordError, match="non-empty"):
         make_record(backbone="b", sampler="s", nfe=1, seed=0, metric_set="m", metrics={}, num_samples=1)
+
+
+def test_git_provenance_names_the_commit_and_a_modified_tree(tmp_path):
+    import subprocess
+
+    from lsd.io import git_dirty, git_hash
+
+    assert git_hash(tmp_path) is None and git_dirty(tmp_path) is None  # not a repository
+    git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("1")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert git_hash(tmp_path) == head.strip() and git_dirty(tmp_path) is False
+    (tmp_path / "b.txt").write_text("untracked")
+    assert git_dirty(tmp_path) is False  # untracked files are not the code that ran
+    (tmp_path / "a.txt").write_text("2")
+    assert git_dirty(tmp_path) is True

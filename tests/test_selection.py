@@ -1,4 +1,4 @@
-"""The spread selection rule (lsd.selection) and lsd-spread (lsd.optimize.spread)."""
+"""The selection rules (lsd.selection: spread, left_to_right) and lsd-spread (lsd.optimize.spread)."""
 import json
 import math
 
@@ -27,6 +27,10 @@ def oracle():
 
 def spread(nfe, strength=math.inf, times=None):
     return spread_schedule("euler", times or Schedule.uniform("euler", nfe).times, strength)
+
+
+def left_to_right(times):
+    return Schedule("euler", times, selection={"rule": "left_to_right"})
 
 
 def one_token_per_step(length):
@@ -76,6 +80,29 @@ def test_farthest_point_spreads_a_single_run():
     assert distance_to_revealed(masked)[0, 25].item() == 16  # nearest revealed: 9 and 41
 
 
+def test_left_to_right_reveals_the_leftmost_masks_batch_size_invariant(oracle):
+    task, model, graph = oracle
+    schedule = left_to_right(Schedule.uniform("euler", 6).times)
+    revealed = []
+
+    def check(step):
+        masked = step.x == graph.mask_id
+        new = masked & (step.x_next != graph.mask_id)
+        for row_masked, row_new in zip(masked.tolist(), new.tolist()):
+            first = [i for i, m in enumerate(row_masked) if m][:sum(row_new)]
+            assert [i for i, r in enumerate(row_new) if r] == first  # the leftmost masks, nothing else
+        revealed.append(int(new.sum()))
+
+    runs = []
+    for bs in (1, 5):
+        counter = CallCounter(model)
+        runs.append(lsd.sample(counter, schedule, graph=graph, noise=NOISE, num_samples=5, length=task.length,
+                               seed=3, batch_size=bs, callback=check))
+        assert counter.calls == schedule.nfe * (5 // bs)
+    assert torch.equal(runs[0], runs[1]) and (runs[0] < task.vocab).all()
+    assert sum(revealed) == 2 * 5 * task.length and max(revealed) > 1  # several per step on a coarse grid
+
+
 def test_strength_zero_picks_uniformly_random_positions():
     g = torch.Generator().manual_seed(1)
     B, L, n = 4000, 10, 3
@@ -104,6 +131,10 @@ def test_batch_size_invariance_reproducibility_and_nfe(oracle):
 
 
 def test_schedule_json_round_trip_with_and_without_selection(tmp_path):
+    l2r = Schedule("euler", [1.0, 0.5, 1e-5], selection={"rule": "left_to_right"})
+    l2r.save(tmp_path / "l2r.json")
+    assert json.loads((tmp_path / "l2r.json").read_text())["selection"] == {"rule": "left_to_right"}
+    assert Schedule.load(tmp_path / "l2r.json") == l2r and l2r.selection == {"rule": "left_to_right"}
     for sel, stored in ((None, None), ({"rule": "spread", "strength": 2.5}, 2.5),
                         ({"rule": "spread", "strength": "inf"}, "inf")):
         s = Schedule("euler", [1.0, 0.5, 1e-5], selection=sel, metadata={"method": "x"})
@@ -126,6 +157,7 @@ def test_schedule_json_round_trip_with_and_without_selection(tmp_path):
     ({"rule": "spread", "strength": "big"}, "schedule.selection.strength"),
     ({"rule": "spread", "strength": float("nan")}, "schedule.selection.strength"),
     ({"rule": "spread", "width": 2}, "schedule.selection: unknown field"),
+    ({"rule": "left_to_right", "strength": 1.0}, "schedule.selection.strength"),
     ("spread", "schedule.selection: expected an object"),
 ])
 def test_invalid_selection_is_refused_naming_the_field(selection, field):
@@ -159,11 +191,12 @@ def test_one_token_per_step_samples_the_data_law_exactly():
     tv = {}
     for name, schedule in {"exact-inf": spread(4, math.inf, one_token_per_step(dist.length)),
                            "exact-0": spread(4, 0.0, one_token_per_step(dist.length)),
+                           "exact-l2r": left_to_right(one_token_per_step(dist.length)),
                            "two-inf": spread(2, math.inf), "two-0": spread(2, 0.0)}.items():
         x = lsd.sample(model, schedule, graph=graph, noise=NOISE, num_samples=n, length=dist.length, seed=2,
                        batch_size=n)
         tv[name] = total_variation(dist.empirical(x), dist.probs)
-    assert tv["exact-inf"] < bound and tv["exact-0"] < bound
+    assert tv["exact-inf"] < bound and tv["exact-0"] < bound and tv["exact-l2r"] < bound
     assert tv["two-inf"] > 10 * bound and tv["two-0"] > 10 * bound  # two tokens per step: not exact
 
 

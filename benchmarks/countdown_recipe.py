@@ -1,0 +1,164 @@
+"""What it takes for the countdown backbone to meet its goal: a sweep of training recipes.
+
+Goal (issue #3): with a 1024-step sampler, at most 5% of samples break the countdown rule.
+Uniform Euler cannot reach it even with exact scores (positions revealed in the same step are
+drawn independently; benchmarks/BACKBONES.md), so each variant is measured with the two
+one-token-per-step rules at 1024 steps (`left_to_right`, the goal's sampler, and `spread` at
+strength inf; exact scores: 0% violations with either) and with uniform Euler.
+
+Each variant of the `tiny-sedd-countdown` recipe trains in its own process (one torch
+thread), then samples; all variants run side by side. On one H100, twelve variants at once
+trained at about 50 ms/step each (CPU-bound processes sharing the GPU), but sampling 256
+sequences x 1024 steps x 3 samplers did not finish in the 7 minutes left: run a few at a
+time (--only) or with fewer --samples. Findings: benchmarks/results/countdown_recipe.md.
+
+    python benchmarks/countdown_recipe.py OUT [--device cuda] [--samples 256] [--only NAME ...]
+        [--deadline-s 480] [--quick]
+
+Writes OUT/<variant>/ (the checkpoint, eval.json) and OUT/summary.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+BASE = "tiny-sedd-countdown"
+# name: (model overrides, train overrides); steps are chosen around what 15 min on 2 CPU
+# cores allows (measured here: hidden 64 about 0.21 s/step, 96 0.32, 128 0.49 at batch 32).
+VARIANTS = {
+    "h64-s1500": ({}, {"steps": 1500}),
+    "h64-s4000": ({}, {"steps": 4000}),
+    "h64-s8000": ({}, {"steps": 8000}),
+    "h64-s12000": ({}, {"steps": 12000}),
+    "h64-s4000-lr3e-3": ({}, {"steps": 4000, "lr": 3e-3}),
+    "h64-s4000-k33": ({"conv_kernel": 33}, {"steps": 4000}),
+    "h64-s3000-b6": ({"n_blocks": 6}, {"steps": 3000}),
+    "h64-b64-s2200": ({}, {"steps": 2200, "batch_size": 64}),
+    "h96-s2800": ({"hidden_size": 96}, {"steps": 2800}),
+    "h128-s1800": ({"hidden_size": 128}, {"steps": 1800}),
+    "h128-s4000": ({"hidden_size": 128}, {"steps": 4000}),
+    "h128-s8000": ({"hidden_size": 128}, {"steps": 8000}),
+}
+SAMPLER_STEPS = 1024
+
+
+def recipe_of(name: str, quick: bool) -> dict:
+    from lsd.train import get_recipe
+
+    model, train = VARIANTS[name]
+    recipe = get_recipe(BASE)
+    recipe["model"].update(model)
+    recipe["train"].update(train)
+    if quick:
+        recipe["train"].update(steps=3, checkpoint_every=10**9, eval_every=10**9)
+    return recipe
+
+
+def schedules(steps: int):
+    import lsd
+
+    euler = lsd.Schedule.uniform("euler", steps)
+    spread = lsd.Schedule("euler", euler.times, [1.0] * steps, selection={"rule": "spread", "strength": float("inf")})
+    l2r = lsd.Schedule("euler", euler.times, selection={"rule": "left_to_right"})
+    return {"left-to-right": l2r, "spread-inf": spread, "euler": euler}
+
+
+def worker(name: str, out: Path, device: str, samples: int, quick: bool) -> dict:
+    """Train one variant into out/name, then measure it; returns (and writes) its record."""
+    import lsd
+    from lsd.backbones.dit import as_score_model
+    from lsd.backbones.hub import load_dit
+    from lsd.tasks.countdown import Countdown
+    from lsd.train import train
+
+    torch.set_num_threads(1)
+    folder = out / name
+    recipe = recipe_of(name, quick)
+    start = time.perf_counter()
+    train(recipe, folder, device=device, progress=False)
+    train_wall = time.perf_counter() - start
+    net = load_dit(folder, device=device)
+    cfg, task = net.config, Countdown()
+    record = {"variant": name, "model": VARIANTS[name][0], "train": recipe["train"], "device": device,
+              "params": sum(p.numel() for p in net.parameters()), "train_wall_s": round(train_wall, 1),
+              "eval_loss": json.loads((folder / "training.json").read_text())["last"].get("eval_loss"),
+              "samples": samples}
+    steps = 16 if quick else SAMPLER_STEPS
+    for label, schedule in schedules(steps).items():
+        t0 = time.perf_counter()
+        x = lsd.sample(as_score_model(net), schedule, graph=cfg.make_graph(), noise=cfg.make_noise(),
+                       num_samples=samples, length=cfg.length, seed=0, batch_size=samples, device=device)
+        record[label] = {"violating_samples": float(task.violates(x).double().mean()),
+                         "violating_transitions": float(task.violation_share(x).mean()),
+                         "wall_s": round(time.perf_counter() - t0, 1)}
+    (folder / "eval.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def summary(out: Path, names) -> str:
+    lines = ["| variant | params | steps x batch | lr | train wall | eval loss | samples violating (transitions) at "
+             "1024 steps: left-to-right | spread-inf | Euler |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        path = out / name / "eval.json"
+        if not path.is_file():
+            lines.append(f"| {name} | not finished | | | | | | | |")
+            continue
+        r = json.loads(path.read_text())
+        cells = " | ".join(f"{100 * r[k]['violating_samples']:.1f}% ({100 * r[k]['violating_transitions']:.3f}%)"
+                           for k in ("left-to-right", "spread-inf", "euler"))
+        lines.append(f"| {name} | {r['params']:,} | {r['train']['steps']} x {r['train']['batch_size']} | "
+                     f"{r['train']['lr']:g} | {r['train_wall_s']:.0f} s ({r['device']}) | {r['eval_loss']:.4f} | "
+                     f"{cells} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--samples", type=int, default=256)
+    ap.add_argument("--only", nargs="*", default=None, choices=sorted(VARIANTS))
+    ap.add_argument("--deadline-s", type=float, default=480.0, help="stop waiting (and kill the rest) after this")
+    ap.add_argument("--quick", action="store_true", help="3 training steps, 16 sampler steps: a smoke test")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.out, args.device, args.samples, args.quick)
+        return
+    names = args.only or list(VARIANTS)
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    procs = {}
+    for name in names:
+        cmd = [sys.executable, __file__, str(args.out), "--worker", name, "--device", args.device,
+               "--samples", str(args.samples)] + (["--quick"] if args.quick else [])
+        log = open(args.out / f"{name}.log", "w")
+        procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    start = time.perf_counter()
+    while any(p.poll() is None for p in procs.values()) and time.perf_counter() - start < args.deadline_s:
+        time.sleep(2)
+    for name, p in procs.items():
+        if p.poll() is None:
+            p.kill()
+            print(f"{name}: killed at the deadline", flush=True)
+        elif p.returncode:
+            print(f"{name}: failed ({p.returncode}); see {args.out / (name + '.log')}", flush=True)
+    table = summary(args.out, names)
+    (args.out / "summary.md").write_text(table + "\n")
+    print(table)
+    print(f"sweep wall {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
