@@ -177,7 +177,7 @@ def countdown(bb, args, rows, lines):
     task = Countdown()
     exact = Backbone("exact", countdown_exact(task), bb.graph, bb.noise, task.length)
     result = {}
-    cells = [(label, schedule) for label, schedule in countdown_samplers(STEPS[0]).items()]
+    cells = list(countdown_samplers(STEPS[0]).items())
     cells.append(("uniform Euler 8", lsd.Schedule.uniform("euler", STEPS[1])))
     for label, schedule in cells:
         for who, model in (("model", bb), ("exact", exact)):

@@ -374,7 +374,7 @@ def load_schedules(folder, backbones=None, samplers=None, nfe=None, seeds=None) 
             continue
         s = Schedule.load(path)
         cell.update(times=list(s.times), coefficients=list(s.coefficients), convention=s.convention, path=str(path),
-                    selection=getattr(s, "selection", None))
+                    selection=s.selection)
         out.append(cell)
     return out
 

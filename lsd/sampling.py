@@ -62,6 +62,13 @@ def scaled_score(log_score: torch.Tensor, coefficient: float, convention: str) -
     return coefficient * torch.exp(log_score)
 
 
+def check_base(base: str, graph: Graph) -> None:
+    """One-line error when a base rule cannot run on `graph` (tau-leaping adds and clamps values)."""
+    if base == "tauleap" and not graph.ordinal:
+        raise ValueError(f"schedule.base 'tauleap': needs a graph with ordinal values (gaussian, ctmc with "
+                         f"ordinal=true), not the {graph.name} graph")
+
+
 def transition_probabilities(graph: Graph, noise: Noise, base: str, t: float, t_next: float, x: torch.Tensor,
                              score: torch.Tensor, final: bool = False, temperature: float = 1.0, posterior=None):
     """Unnormalised (move [B, L, dim], stay [B, L]) of one `base` step from t to t_next, clamped at 0.
@@ -73,9 +80,7 @@ def transition_probabilities(graph: Graph, noise: Noise, base: str, t: float, t_
     output), used by the CTMC graphs' last step; without it they decode from the score.
     `temperature` != 1 reshapes where a position moves (move_y proportional to move_y^(1/T))
     without changing how much probability moves: the temperature-matched baselines."""
-    if base == "tauleap" and not graph.ordinal:
-        raise ValueError(f"schedule.base 'tauleap': needs a graph with ordinal values (gaussian, ctmc with "
-                         f"ordinal=true), not the {graph.name} graph")
+    check_base(base, graph)
     times = torch.tensor([t, t_next], dtype=torch.float64, device=x.device)
     if base in ("euler", "tauleap"):
         move = ((t - t_next) * noise.rate(times[0])) * graph.reverse_weights(x) * score
@@ -189,10 +194,8 @@ def sample(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedule
     if num_samples < 0 or length < 1 or batch_size < 1:
         raise ValueError(f"sample: need num_samples >= 0, length >= 1, batch_size >= 1; "
                          f"got {num_samples}, {length}, {batch_size}")
-    if schedule.base == "tauleap" and not graph.ordinal:
-        raise ValueError(f"schedule.base 'tauleap': needs a graph with ordinal values (gaussian, ctmc with "
-                         f"ordinal=true), not the {graph.name} graph")
-    if getattr(schedule, "selection", None) is not None:
+    check_base(schedule.base, graph)  # before any network call
+    if schedule.selection is not None:
         from .selection import check_graph, selection_step
 
         check_graph(schedule, graph)  # before any network call: one line naming schedule.selection
@@ -213,7 +216,7 @@ def sample(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedule
             sigma_bar = noise.total(torch.full((len(ids),), schedule.times[k], dtype=torch.float64, device=device))
             log_score = model(x, sigma_bar)
             move, stay = step_probabilities(graph, noise, schedule, k, x, log_score)
-            if getattr(schedule, "selection", None) is None:
+            if schedule.selection is None:
                 x_next = draw_step(schedule.base, x, move, stay, streams, k, final=k == schedule.nfe - 1)
             else:  # the schedule's selection rule decides which masks leave (lsd.selection)
                 x_next = selection_step(graph, schedule, k, x, move, stay, streams)

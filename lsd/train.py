@@ -78,8 +78,8 @@ FORMAT = "lsd.train/1"
 #   rotary values make a head's read rotate by its offset, which is that arithmetic. 4000
 #   steps (~14 min on 2 cores): the rule is deterministic almost everywhere, so what counts
 #   is the model's stray mass on impossible values, which keeps falling with training (1500
-#   steps: 14% of left-to-right samples break the rule, 4000: under 5%; a wider or deeper
-#   network at the same CPU time did no better: benchmarks/results/countdown_recipe.md).
+#   steps: 10.9% of 64 left-to-right samples break the rule, 4000: 3.5% of 256; a wider or
+#   deeper network at the same CPU time did no better: benchmarks/results/countdown_recipe.md).
 # - digits: 8x8 images, so a learned absolute position table (pos_embed) and a kernel of 17
 #   (the pixels above and below are 8 tokens away).
 # - text: batch 32 for twice the steps beat batch 64 in the same CPU time (SEDD, 1024-step

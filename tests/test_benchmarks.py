@@ -120,7 +120,8 @@ def test_countdown_recipe_sweep_runs_a_variant_end_to_end(tmp_path):
     countdown_recipe.main([str(tmp_path), "--quick", "--samples", "2", "--only", "h64-s1500", "--device", "cpu"])
     record = json.loads((tmp_path / "h64-s1500" / "eval.json").read_text())
     assert record["train"]["steps"] == 3 and record["samples"] == 2
-    for sampler in ("left-to-right", "spread-inf", "euler"):
+    for sampler in ("left-to-right", "spread (theta = inf)", "uniform Euler"):
         assert 0.0 <= record[sampler]["violating_samples"] <= 1.0
     row = [line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("| h64-s1500")]
     assert len(row) == 1 and "not finished" not in row[0] and row[0].count("%") == 6
+    assert set(record["stray_mass"]) == {"0.05", "0.6", "0.9"}

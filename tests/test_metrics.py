@@ -551,3 +551,16 @@ def test_git_provenance_names_the_commit_and_a_modified_tree(tmp_path):
     assert git_dirty(tmp_path) is False  # untracked files are not the code that ran
     (tmp_path / "a.txt").write_text("2")
     assert git_dirty(tmp_path) is True
+
+
+def test_tidy_loader_marks_records_from_a_modified_tree(tmp_path):
+    from lsd.metrics.records import load_records, make_record, write_record
+
+    rec = make_record(backbone="b", sampler="euler", nfe=8, seed=0, metric_set="entropy", metrics={"entropy": 1.0},
+                      num_samples=4)
+    for name, dirty in (("clean.json", False), ("dirty.json", True)):
+        rec["provenance"].update(git="abc123", git_dirty=dirty)
+        write_record(tmp_path / name, rec)
+    df = load_records(tmp_path).set_index("file")
+    assert df.loc[str(tmp_path / "clean.json"), "git"] == "abc123"
+    assert df.loc[str(tmp_path / "dirty.json"), "git"] == "abc123+dirty"

@@ -9,11 +9,12 @@ A record (schema 'lsd-result/1'):
   "num_samples": int, "nfe_spent": int | null, "wall_time_s": float | null,
   "config_hash": str | null, "config": dict | null,
   "device": str | null, "dtype": str | null,
-  "provenance": lsd.io.provenance(),   # lsd version, git hash, torch/numpy/python versions, platform
+  "provenance": lsd.io.provenance(),   # lsd version, git hash and git_dirty, torch/numpy/python versions, platform
   "extra": dict                        # free-form details (e.g. the evaluator's name and revision)
 }
 `load_records(folder)` reads every *.json below `folder` into a tidy DataFrame, one row per
-metric value; a malformed file raises `RecordError` with a one-line message naming it.
+metric value (its `git` column: the hash, "+dirty" when the record ran from a modified tree); a
+malformed file raises `RecordError` with a one-line message naming it.
 """
 from __future__ import annotations
 
@@ -163,6 +164,13 @@ def _validate(rec, where: str) -> None:
             fail(f"metric {name!r} has an interval without low/high")
 
 
+def _code_version(prov) -> str | None:
+    """The record's git hash, with "+dirty" when it ran from a modified tree (`lsd.io.git_dirty`)."""
+    if not isinstance(prov, dict) or not prov.get("git"):
+        return None
+    return prov["git"] + ("+dirty" if prov.get("git_dirty") else "")
+
+
 def load_records(folder):
     """Every record (*.json, recursively) under `folder` as a tidy pandas DataFrame, one row per metric."""
     import pandas as pd
@@ -189,7 +197,7 @@ def load_records(folder):
                 "confidence": iv.get("confidence"), "interval_method": iv.get("method"),
                 "num_samples": rec["num_samples"], "nfe_spent": rec.get("nfe_spent"),
                 "wall_time_s": rec.get("wall_time_s"), "config_hash": rec.get("config_hash"),
-                "git": prov.get("git") if isinstance(prov, dict) else None,
+                "git": _code_version(prov),
                 "device": rec.get("device"), "dtype": rec.get("dtype"), "file": str(path),
             })
     return pd.DataFrame(rows, columns=COLUMNS)
