@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
-#   make run    the main job: the benchmark workflow on the embedded default (snakemake --cores all)
-#   make test   the test suite (what CI runs)
+#   make run    the main job: the benchmark workflow on the embedded default (snakemake --cores all),
+#               into results/default/ (from scratch: rm -rf results/default work/default first)
+#   make test   the whole test suite, slow tests included (what CI runs; quick loop: .venv/bin/pytest -m "not slow")
 # and: make demo (the exact-toy demo, 25 s), make bench (the benchmark suite)
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -1,4 +1,6 @@
-# The benchmark: backbones x samplers x NFE x seeds -> schedules -> samples -> records -> results/.
+# The benchmark: backbones x samplers x NFE x seeds -> schedules -> samples -> records -> results/<name>/.
+# Each config writes its own folders: results/<name>/ and <work_dir>/<name>/, where <name> is
+# config.name, or the file name of the last --configfile (paper.yaml -> paper), or `default`.
 # One job per (backbone, seed) and step (schedules, sample, evaluate): each is one process
 # over every (sampler, NFE) of the grid; the files stay one per cell.
 #
@@ -8,7 +10,8 @@
 #
 # Every rule is a thin call of the `lsd` command line (workflow/rules/*.smk); the config is
 # checked against workflow/schemas/config.schema.json (where every key and default is
-# documented) and by workflow/lib/lsd_workflow.py, and fails in one line naming the key.
+# documented) and by workflow/lib/lsd_workflow/ (checks, layout, command lines, settings stamps), and
+# fails in one line naming the key.
 import sys
 from pathlib import Path
 
@@ -27,6 +30,7 @@ configfile: "config.yaml"
 try:
     lsd_workflow.precheck(config, workflow.configfiles)  # one line naming the key, before the schema's own message
     validate(config, "workflow/schemas/config.schema.json")  # fills the defaults
+    lsd_workflow.resolve_name(config, workflow.config_settings.configfiles)  # results/<name>/
     PLAN = lsd_workflow.Plan(config)  # names that refer to each other, duplicate cells, missing files
 except lsd_workflow.ConfigError as err:
     sys.exit(f"lsd workflow: {err}")
@@ -51,7 +55,7 @@ localrules:
 
 rule all:
     input:
-        **lsd_workflow.REPORT_OUTPUTS,
+        **PLAN.report_outputs(),
     default_target: True
 
 

@@ -6,7 +6,8 @@
 #      `cpu` and `gpu` as the profile names them, no accounting: no slurmdbd);
 #   3. starts munged, slurmctld and `slurmd -N localhost` by hand (no systemd) and checks
 #      `sinfo` and `srun hostname`;
-#   4. runs the smoke config through the SLURM executor in a scratch copy of the workflow,
+#   4. runs the smoke config through the SLURM executor in a scratch copy of the workflow
+#      (results in results/smoke/ there),
 #      polling job states with squeue (sacct needs accounting, which is off here);
 #   5. stops the daemons it started, by PID, whatever happens (trap).
 # Every step that waits on SLURM is bounded by `timeout`.
@@ -164,9 +165,10 @@ set -e
 cd "$REPO"
 if [[ $status -ne 0 ]]; then
     log "snakemake failed (exit $status); job logs:"
-    tail -n 20 "$RUN"/results/logs/*/*/*.log "$RUN"/results/logs/*.log 2>/dev/null || true
+    tail -n 20 "$RUN"/results/smoke/logs/*/*/*.log "$RUN"/results/smoke/logs/*.log 2>/dev/null || true
     exit "$status"
 fi
-test -s "$RUN/results/metrics.csv"
-test -s "$RUN/results/README.md"
-log "smoke workflow done through SLURM: $(($(wc -l <"$RUN/results/metrics.csv") - 1)) metric rows"
+# the smoke config writes its own folder, results/smoke/ (config name: the config file's name)
+test -s "$RUN/results/smoke/metrics.csv"
+test -s "$RUN/results/smoke/README.md"
+log "smoke workflow done through SLURM: $(($(wc -l <"$RUN/results/smoke/metrics.csv") - 1)) metric rows"

@@ -5,7 +5,7 @@ Runs, in one process and one after another, every script below through its
 with the numbers, the machine and the date. Every number is a ratio or a fit measured side
 by side within one run; absolute seconds are context.
 
-    sampler_overhead   sampling vs NFE x one forward pass; time outside network calls (goal <= 5%)
+    sampler_overhead   time outside network calls / inside at 50,258 classes, dense vs sparse (goal <= 10%)
     distill_overhead   LSD+ cell wall / its network time (goal <= 1.2); peak memory N=256 vs N=1024
     eval_throughput    share of perplexity scoring outside forward passes (goal < 10%)
     workflow_timing    smoke workflow from clean, no-op rerun, Snakemake overhead per job
@@ -51,8 +51,9 @@ def summary_rows(r: dict) -> list[list[str]]:
     rows = []
     so = r.get("sampler_overhead")
     if so:
-        rows.append(["sampler overhead (time outside network calls / inside, same runs)", pct(so["in_run_overhead"]),
-                     "<= 5%", verdict(so["in_run_overhead"] <= 0.05)])
+        rows.append(["sampler overhead at 50,258 classes (time outside network calls / inside, same runs)",
+                     f"{pct(so['in_run_overhead'])} (dense path: {pct(so.get('before_in_run_overhead', float('nan')))})",
+                     "<= 10%", verdict(so["in_run_overhead"] <= 0.10)])
         rows.append(["sampling / (NFE x a forward pass timed apart; noisier on shared cores)", f"{so['ratio']:.3f}",
                      "~1", "-"])
     do = r.get("distill_overhead")

@@ -326,7 +326,7 @@ def main(argv=None) -> int:
                    f"`python benchmarks/backbones.py --samples {args.samples} --threads {args.threads}` "
                    f"(samples per cell: {samples}, seed {args.seed}, uniform Euler unless named, NFE = steps, on "
                    f"the shared 2-core CI machine; `--only NAME` reruns one backbone, the rest is kept in "
-                   f"benchmarks/backbones.json). Recipes: `lsd.train.RECIPES`; checkpoints: `checkpoints/<name>/`.", "",
+                   f"benchmarks/backbones.json). Recipes: `lsd.training.RECIPES`; checkpoints: `checkpoints/<name>/`.", "",
                    *table, "", *notes, "", *recipe_table(), ""]
         atomic_write_text(HERE / "BACKBONES.md", "\n".join(text_md))
     return 0

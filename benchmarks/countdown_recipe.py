@@ -58,7 +58,7 @@ SAMPLER_STEPS = 1024
 
 
 def recipe_of(name: str, quick: bool) -> dict:
-    from lsd.train import get_recipe
+    from lsd.training import get_recipe
 
     model, train = VARIANTS[name]
     recipe = get_recipe(BASE)
@@ -99,7 +99,7 @@ def worker(name: str, out: Path, device: str, samples: int, samplers, quick: boo
     from lsd.backbones.hub import load_dit
     from lsd.io import atomic_write_json
     from lsd.tasks.countdown import Countdown
-    from lsd.train import train
+    from lsd.training import train
 
     torch.set_num_threads(1)
     folder = out / name

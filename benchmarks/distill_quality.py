@@ -8,9 +8,11 @@ between seeds is reported beside them. Rows:
 
   euler, tweedie                uniform grids, Phi = 1
   jys-euler                     Jump Your Steps grid
-  lsd-*, lsd+-*                 paper convention (scale: Phi * s), coupled teacher/student
+  lsd-*, lsd+-*                 paper convention (scale: Phi * s), coupled teacher/student,
+                                trained as `lsd.optimize.lsd.Training()` says (Adam from Phi = 1,
+                                relaxed start with the teacher's tokens; docs/lsd-training.md)
   *-independent                 the same without coupling (ablation)
-  *-power                       reference-code convention (s^Phi)
+  *-power                       reference-code convention (s^Phi, fitted on log s)
   temp@X                        uniform sampler at the temperature matching X's entropy
   teacher                       the N-step uniform Euler sampler (reference, N network calls)
 
@@ -25,7 +27,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -136,7 +137,7 @@ def main(argv=None):
         for nfe in args.nfe:
             scheds = schedules_for(bb, record, nfe, seed, args, data)
             for name in TEMPERATURE_MATCHED:
-                from lsd.temperature import match_temperature
+                from lsd.optimize.temperature import match_temperature
 
                 scheds[f"temp@{name}"] = match_temperature(bb.model, bb.graph, bb.noise, scheds[name],
                                                            length=bb.length, num_samples=128, seed=seed)

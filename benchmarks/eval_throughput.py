@@ -40,7 +40,8 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from lsd.metrics.perplexity import CausalLMEvaluator, smollm2_gguf_path
+    from lsd.metrics.judges import smollm2_gguf_path
+    from lsd.metrics.perplexity import CausalLMEvaluator
 
     kind = args.evaluator
     if kind == "auto":

@@ -69,14 +69,14 @@ def run(cmd, cwd: Path, log: Path, timeout: float) -> tuple[int, float, str]:
 
 
 def benchmark_walls(root: Path) -> dict:
-    """Job wall times (column `s`) of every benchmark file under results/benchmarks, by rule."""
+    """Job wall times (column `s`) of every benchmark file under results/<config name>/benchmarks, by rule."""
     out = {}
-    for path in sorted((root / "results" / "benchmarks").rglob("*.tsv")):
+    for path in sorted((root / "results").glob("*/benchmarks/**/*.tsv")):
         with open(path) as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
         if not rows:
             continue
-        rule = path.relative_to(root / "results" / "benchmarks").parts[0]
+        rule = path.relative_to(root / "results").parts[2]
         rule = rule[:-4] if rule.endswith(".tsv") else rule
         out.setdefault(rule, []).extend(float(r["s"]) for r in rows)
     return out

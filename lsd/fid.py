@@ -77,11 +77,13 @@ def compute_statistics(images_dir, out, device="cpu", batch_size: int = 200, dim
     files = image_files(images_dir)
 
     def features():
-        from tqdm.auto import tqdm
+        from .io import progress
 
         chunks = []
-        for start in tqdm(range(0, len(files), 1000), desc="fid-stats", unit="kimg"):
-            chunks.append(extractor(load_images(files[start:start + 1000])))
+        with progress(-(-len(files) // 1000), "fid-stats", unit="kimg") as bar:
+            for start in range(0, len(files), 1000):
+                chunks.append(extractor(load_images(files[start:start + 1000])))
+                bar.update(1)
         return np.concatenate(chunks)
 
     return reference_statistics(out, features, meta={**extractor.describe(), "images": str(images_dir)})
@@ -108,15 +110,20 @@ def fid_of_samples(x: torch.Tensor, info: dict, stats_path, device="cpu", batch_
 
 
 def configure_parser(p) -> None:
+    from .argtypes import positive_int
+
     p.add_argument("--images", required=True, help="folder of the reference images (PNG, read recursively)")
     p.add_argument("--out", required=True, help="statistics file (.npz) to write")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=200)
+    p.add_argument("--batch-size", type=positive_int, default=200)
 
 
 def run(args) -> None:
+    from .io import check_output
     from .metrics.frechet import load_statistics
 
+    check_output(args.out, inputs=[args.images])
+    image_files(args.images)  # the images exist before the network is built
     compute_statistics(args.images, args.out, device=args.device, batch_size=args.batch_size)
     meta = load_statistics(args.out)[2]
     print(f"wrote {args.out}: Inception statistics of {meta['n']} images ({meta['dims']} dims)")

@@ -3,7 +3,7 @@
 Every uniform a sampler draws is a pure function of (seed, sample index, stream, counter):
 splitmix64 over int64 tensors, turned into float64 with 53 random bits. So samples do not
 depend on batch size, batch order or device, and float64 categorical draws are exact to
-the last bit of a double (no float32 truncation of the noise, anchors.md section 2).
+the last bit of a double (no float32 truncation of the noise, docs/conventions.md section 2).
 Streams: the sampler uses stream k for step k and `INIT` for the start state; the `tauleap`
 rule also draws one uniform per position and destination from stream `TAULEAP + k` at step k.
 """

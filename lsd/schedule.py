@@ -23,12 +23,67 @@ from pathlib import Path
 from .io import atomic_write_json
 
 BASES = ("euler", "tweedie", "tauleap")
+# Far beyond any sampler worth running (teachers use 1024 steps); a grid this long still fits in
+# memory, whereas a mistyped 10^9 would run for a minute into a MemoryError.
+MAX_STEPS = 100_000
 CONVENTIONS = ("scale", "power")
 FORMAT = "lsd.schedule/1"
 
 
 class ScheduleError(ValueError):
     """An invalid schedule; the message names the offending field."""
+
+
+# The selection field (`lsd.selection` runs the rules; their data is validated here, with the
+# rest of the schedule).
+RULES = ("spread", "left_to_right")
+SELECTION_KEYS = ("rule", "strength")
+
+
+def normalize_selection(selection, source: str = "schedule") -> dict | None:
+    """Validated copy of a selection dict (strength as a float, inf allowed); None stays None.
+
+    Raises ScheduleError with a one-line message naming the offending field."""
+    if selection is None:
+        return None
+    where = f"{source}.selection"
+    if not isinstance(selection, dict):
+        raise ScheduleError(f"{where}: expected an object like {{'rule': 'spread', 'strength': 1.0}}, "
+                     f"got {type(selection).__name__}")
+    unknown = sorted(set(selection) - set(SELECTION_KEYS))
+    if unknown:
+        raise ScheduleError(f"{where}: unknown field(s) {unknown}; known: {list(SELECTION_KEYS)}")
+    rule = selection.get("rule")
+    if rule not in RULES:
+        raise ScheduleError(f"{where}.rule: unknown {rule!r}; choose one of {list(RULES)}")
+    if rule == "left_to_right":
+        if "strength" in selection:
+            raise ScheduleError(f"{where}.strength: only the 'spread' rule takes a strength")
+        return {"rule": rule}
+    strength = selection.get("strength", math.inf)
+    if isinstance(strength, str) and strength.strip().lower() in ("inf", "infinity"):
+        strength = math.inf
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or math.isnan(strength) \
+            or strength < 0:
+        raise ScheduleError(f"{where}.strength: must be a number >= 0 or 'inf', got {strength!r}")
+    return {"rule": rule, "strength": float(strength)}
+
+
+def selection_to_json(selection: dict | None):
+    """JSON form: an infinite strength is written as the string 'inf' (JSON has no infinity)."""
+    if selection is None:
+        return None
+    if "strength" not in selection:  # left_to_right
+        return dict(selection)
+    s = selection["strength"]
+    return {"rule": selection["rule"], "strength": "inf" if math.isinf(s) else s}
+
+
+def check_graph(schedule, graph) -> None:
+    """A selection rule chooses which masks leave: it needs an absorbing graph."""
+    if schedule.selection is not None and not graph.absorbing:
+        raise ScheduleError(f"schedule.selection: the {schedule.selection['rule']!r} rule needs an absorbing graph, "
+                     f"got the {graph.name} graph")
 
 
 @dataclass(frozen=True)
@@ -49,16 +104,14 @@ class Schedule:
         object.__setattr__(self, "coefficients", coeffs)
         object.__setattr__(self, "metadata", dict(self.metadata))
         object.__setattr__(self, "temperature", float(self.temperature))
-        from .selection import normalize_selection  # validates; one-line errors name the field
-
-        object.__setattr__(self, "selection", normalize_selection(self.selection))
+        object.__setattr__(self, "selection", normalize_selection(self.selection))  # one-line errors name the field
         self.validate()
 
     @classmethod
     def uniform(cls, base: str, steps: int, t_max: float = 1.0, t_min: float = 1e-5, **metadata) -> "Schedule":
         """M equal steps from t_max down to t_min (SEDD's linspace(1, 1e-5, M + 1))."""
-        if not isinstance(steps, int) or steps < 1:
-            raise ScheduleError(f"schedule.steps: must be a positive integer, got {steps!r}")
+        if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
+            raise ScheduleError(f"schedule.steps: must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
         times = [t_max + (t_min - t_max) * k / steps for k in range(steps + 1)]
         metadata.setdefault("method", "uniform")
         return cls(base=base, times=times, metadata=metadata)
@@ -96,8 +149,6 @@ class Schedule:
 
     # JSON ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        from .selection import selection_to_json
-
         return {"format": FORMAT, "base": self.base, "convention": self.convention, "nfe": self.nfe,
                 "temperature": self.temperature, "times": list(self.times), "coefficients": list(self.coefficients), "metadata": self.metadata,
                 **({} if self.selection is None else {"selection": selection_to_json(self.selection)})}
@@ -118,6 +169,17 @@ class Schedule:
         for key in ("times", "coefficients"):
             if key in d and not (isinstance(d[key], list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d[key])):
                 raise ScheduleError(f"{source}.{key}: must be a list of numbers")
+        # an empty list is not "all ones": only an absent field means unit coefficients
+        if "coefficients" in d and not d["coefficients"]:
+            raise ScheduleError(f"{source}.coefficients: empty; give one per step, or leave the field out for 1.0 each")
+        if "temperature" in d and (isinstance(d["temperature"], bool) or not isinstance(d["temperature"], (int, float))):
+            raise ScheduleError(f"{source}.temperature: must be a number, got {d['temperature']!r}")
+        for key, kind in (("base", str), ("convention", str), ("metadata", dict)):
+            if key in d and not isinstance(d[key], kind):
+                expected = "a JSON object" if kind is dict else "a string"
+                raise ScheduleError(f"{source}.{key}: must be {expected}, got {type(d[key]).__name__}")
+        if "nfe" in d and (isinstance(d["nfe"], bool) or not isinstance(d["nfe"], int)):
+            raise ScheduleError(f"{source}.nfe: must be an integer, got {d['nfe']!r}")
         schedule = cls(base=d["base"], times=d["times"], coefficients=d.get("coefficients", []),
                        convention=d.get("convention", "scale"), temperature=d.get("temperature", 1.0),
                        metadata=d.get("metadata", {}), selection=d.get("selection"))
@@ -135,8 +197,14 @@ class Schedule:
             d = json.loads(path.read_text())
         except FileNotFoundError:
             raise ScheduleError(f"{path}: schedule file not found") from None
+        except IsADirectoryError:
+            raise ScheduleError(f"{path}: is a folder, expected a schedule JSON file") from None
         except json.JSONDecodeError as e:
             raise ScheduleError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        except UnicodeDecodeError:
+            raise ScheduleError(f"{path}: not a text file, expected a schedule JSON") from None
+        except OSError as e:
+            raise ScheduleError(f"{path}: cannot read the schedule ({e.strerror or e})") from None
         try:
             return cls.from_dict(d)
         except ScheduleError as e:

@@ -1,7 +1,7 @@
 """Selection rules: which masked positions a step reveals, as data in the schedule.
 
 A scalar coefficient per step (LSD, LSD+) only changes how many tokens an absorbing sampler
-reveals per step, never which (anchors.md section 6). The error of a few-step absorbing
+reveals per step, never which (docs/conventions.md section 6). The error of a few-step absorbing
 sampler is parallel decoding: the tokens revealed in one step are drawn each from its own
 marginal p(x0_i | x_t), i.e. from the product of marginals instead of their joint. Two
 masked positions far apart depend little on each other given what is revealed (for a
@@ -52,8 +52,9 @@ import math
 
 import torch
 
-RULES = ("spread", "left_to_right")
-SELECTION_KEYS = ("rule", "strength")
+from .draws import pick_destination
+from .schedule import RULES, ScheduleError
+
 _STREAM_BASE = -(1 << 32)  # far from the sampler's streams (step k >= 0, INIT and the optimisers' small negatives)
 
 
@@ -63,58 +64,6 @@ def count_stream(k: int) -> int:
 
 def gumbel_stream(k: int) -> int:
     return _STREAM_BASE - 2 * k - 1
-
-
-def _error(message: str) -> Exception:
-    from .schedule import ScheduleError
-
-    return ScheduleError(message)
-
-
-def normalize_selection(selection, source: str = "schedule") -> dict | None:
-    """Validated copy of a selection dict (strength as a float, inf allowed); None stays None.
-
-    Raises ScheduleError with a one-line message naming the offending field."""
-    if selection is None:
-        return None
-    where = f"{source}.selection"
-    if not isinstance(selection, dict):
-        raise _error(f"{where}: expected an object like {{'rule': 'spread', 'strength': 1.0}}, "
-                     f"got {type(selection).__name__}")
-    unknown = sorted(set(selection) - set(SELECTION_KEYS))
-    if unknown:
-        raise _error(f"{where}: unknown field(s) {unknown}; known: {list(SELECTION_KEYS)}")
-    rule = selection.get("rule")
-    if rule not in RULES:
-        raise _error(f"{where}.rule: unknown {rule!r}; choose one of {list(RULES)}")
-    if rule == "left_to_right":
-        if "strength" in selection:
-            raise _error(f"{where}.strength: only the 'spread' rule takes a strength")
-        return {"rule": rule}
-    strength = selection.get("strength", math.inf)
-    if isinstance(strength, str) and strength.strip().lower() in ("inf", "infinity"):
-        strength = math.inf
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or math.isnan(strength) \
-            or strength < 0:
-        raise _error(f"{where}.strength: must be a number >= 0 or 'inf', got {strength!r}")
-    return {"rule": rule, "strength": float(strength)}
-
-
-def selection_to_json(selection: dict | None):
-    """JSON form: an infinite strength is written as the string 'inf' (JSON has no infinity)."""
-    if selection is None:
-        return None
-    if "strength" not in selection:  # left_to_right
-        return dict(selection)
-    s = selection["strength"]
-    return {"rule": selection["rule"], "strength": "inf" if math.isinf(s) else s}
-
-
-def check_graph(schedule, graph) -> None:
-    """A selection rule chooses which masks leave: it needs an absorbing graph."""
-    if schedule.selection is not None and not graph.absorbing:
-        raise _error(f"schedule.selection: the {schedule.selection['rule']!r} rule needs an absorbing graph, "
-                     f"got the {graph.name} graph")
 
 
 def _gumbel(u: torch.Tensor) -> torch.Tensor:
@@ -210,8 +159,6 @@ def left_to_right_step(graph, x: torch.Tensor, move: torch.Tensor, stay: torch.T
 
 def reveal(graph, x: torch.Tensor, move: torch.Tensor, chosen: torch.Tensor, streams, k: int) -> torch.Tensor:
     """x with each `chosen` position [B, L] set to a token drawn from its move row (float64)."""
-    from .sampling import pick_destination
-
     L = x.shape[1]
     x_next = x.clone()
     if chosen.any():
@@ -232,4 +179,4 @@ def selection_step(graph, schedule, k: int, x: torch.Tensor, move: torch.Tensor,
         return spread_step(graph, x, move, stay, streams, k, sel["strength"], final)[0]
     if sel["rule"] == "left_to_right":
         return left_to_right_step(graph, x, move, stay, streams, k, final)
-    raise _error(f"schedule.selection.rule: unknown {sel['rule']!r}; choose one of {list(RULES)}")
+    raise ScheduleError(f"schedule.selection.rule: unknown {sel['rule']!r}; choose one of {list(RULES)}")

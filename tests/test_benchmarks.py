@@ -9,6 +9,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -30,12 +32,14 @@ def test_fit_line_recovers_a_line():
     assert abs(g["loglog_exponent"] - 1.0) < 1e-12
 
 
+@pytest.mark.slow  # runs a benchmark script
 def test_sampler_overhead_quick_returns_ratios():
     out = sampler_overhead.main(["--quick", "--batch", "2", "--length", "16", "--vocab", "16", "--hidden", "32",
                                  "--blocks", "1", "--nfe", "4", "--repeats", "1"])
     assert out["nfe"] == 4 and finite(out["ratio"]) and out["ratio"] > 0 and finite(out["in_run_overhead"])
 
 
+@pytest.mark.slow  # runs a benchmark script
 def test_distill_overhead_quick_returns_ratio_and_memory(tmp_path):
     out = distill_overhead.main(["--quick", *TINY_DIT, "--length", "8", "--teacher-steps", "32",
                                  "--trajectories", "4", "--candidates", "16", "--memory-steps", "16", "32",
@@ -51,6 +55,7 @@ def test_distill_overhead_quick_returns_ratio_and_memory(tmp_path):
     assert out["memory"]["record_bytes"] == distill_overhead.record_bytes(16, 2, 8, 17)
 
 
+@pytest.mark.slow  # runs a benchmark script
 def test_scaling_quick_returns_fits_and_plot(tmp_path):
     png = tmp_path / "scaling.png"
     out = scaling.main(["--quick", *TINY_DIT, "--length", "8", "--batch", "2", "--nfe", "2", "4", "8",
@@ -62,12 +67,14 @@ def test_scaling_quick_returns_fits_and_plot(tmp_path):
     assert png.stat().st_size > 1000
 
 
+@pytest.mark.slow  # runs a benchmark script
 def test_workflow_timing_reports_a_failure_honestly():
     out = workflow_timing.main(["--configfile", "workflow/configs/no-such-config.yaml"])
     assert out["ok"] is False and "not found" in out["error"]
     assert "overhead_per_job_s" not in out and "first_wall_s" not in out
 
 
+@pytest.mark.slow  # runs a benchmark script
 def test_gpu_script_tiny_on_cpu(tmp_path):
     res = gpu.main([str(tmp_path), "--quick", "--device", "cpu", "--threads", "1", "--nfe", "2", "4",
                     "--tauldr-nfe", "2"])
@@ -93,6 +100,7 @@ def test_gpu_script_tiny_on_cpu(tmp_path):
     assert "image sampling (tauLDR CIFAR-10)" in (tmp_path / "projection.md").read_text()
 
 
+@pytest.mark.slow  # runs a benchmark script
 def test_method_studies_run_at_a_tiny_size(tmp_path):
     """distill_quality and ablations end to end on the exact oracle (tiny sizes): their summaries
     report every row and the verdicts they promise."""
@@ -112,6 +120,7 @@ def test_method_studies_run_at_a_tiny_size(tmp_path):
     assert "| lsd+ | 0 |" in text and "| lsd | 0.05 |" in text and "strict (zeta 0)" in text
 
 
+@pytest.mark.slow  # runs a benchmark script
 def test_countdown_recipe_sweep_runs_a_variant_end_to_end(tmp_path):
     """The sweep trains a variant in a subprocess, samples it with the three 1024-step samplers
     (16 steps with --quick) and tabulates every one of them."""

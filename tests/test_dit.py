@@ -19,6 +19,7 @@ from lsd.backbones import (BackboneNotAvailable, CheckpointError, DiT, DiTConfig
                            build_dit, load_dit, load_gpt2_tokenizer, save_dit)
 from lsd.backbones.dit import apply_rotary  # noqa: E402
 from lsd.backbones.hub import read_config  # noqa: E402
+from lsd.backbones.hub_config import from_hub_config, to_hub_config  # noqa: E402
 
 TINY = dict(tokens=50, hidden_size=32, n_heads=2, n_blocks=2, cond_dim=16, length=16)
 
@@ -53,21 +54,11 @@ def _offline(monkeypatch):
 
 
 def reference_keys() -> dict:
-    here = Path(__file__)
-    candidates = [here.resolve().parent / "data",  # a copy of shared/reference/sedd-small.keys.tsv
-                  here.resolve().parents[1].parent / "shared" / "reference",
-                  here.parents[1] / ".." / "shared" / "reference",
-                  here.resolve().parents[1] / "shared" / "reference"]
-    if os.environ.get("LSD_REFERENCE_DIR"):
-        candidates.insert(0, Path(os.environ["LSD_REFERENCE_DIR"]))
-    for folder in candidates:
-        path = folder / "sedd-small.keys.tsv"
-        if path.is_file():
-            rows = [line.split("\t") for line in path.read_text().splitlines()
-                    if line.strip() and not line.startswith("#")]
-            return {name.strip(): tuple(int(d) for d in shape.strip().split("x")) for name, shape in rows}
-    pytest.fail(f"sedd-small.keys.tsv not found in any of {[str(c) for c in candidates]} "
-                f"(set LSD_REFERENCE_DIR to the folder holding it)")
+    """SEDD-small's parameter names and shapes (tests/data/sedd-small.keys.tsv, read off the
+    public SEDD model code: name TAB shape as AxB)."""
+    path = Path(__file__).resolve().parent / "data" / "sedd-small.keys.tsv"
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return {name.strip(): tuple(int(d) for d in shape.strip().split("x")) for name, shape in rows}
 
 
 def n_params(net) -> int:
@@ -95,7 +86,7 @@ def inputs(b=3, seed=1):
 
 def test_sedd_small_matches_reference_keys_and_shapes():
     expected = reference_keys()
-    cfg = DiTConfig.from_hub_dict(SEDD_SMALL_HUB)
+    cfg = from_hub_config(SEDD_SMALL_HUB)
     assert (cfg.kind, cfg.graph, cfg.tokens, cfg.num_classes) == ("sedd", "absorbing", 50257, 50258)
     net = build_dit(cfg, device="meta")
     state = net.state_dict()
@@ -105,8 +96,8 @@ def test_sedd_small_matches_reference_keys_and_shapes():
     assert len(state) == 131
     assert n_params(net) == pytest.approx(169.6e6, abs=0.05e6)
     # the hub json round-trips, the training sections included
-    assert cfg.to_hub_dict() == SEDD_SMALL_HUB
-    assert DiTConfig.from_hub_dict({"config": SEDD_SMALL_HUB}) == cfg
+    assert to_hub_config(cfg) == SEDD_SMALL_HUB
+    assert from_hub_config({"config": SEDD_SMALL_HUB}) == cfg
     x = torch.zeros(2, 1024, dtype=torch.long, device="meta")
     assert net(x, torch.ones(2, dtype=torch.float64, device="meta")).shape == (2, 1024, 50258)
 
@@ -121,7 +112,7 @@ def test_sedd_medium_on_meta():
 
 
 def test_radd_on_meta_has_no_time_conditioning_and_biased_norms():
-    cfg = DiTConfig.from_hub_dict(RADD_SMALL_HUB)
+    cfg = from_hub_config(RADD_SMALL_HUB)
     assert (cfg.kind, cfg.graph, cfg.dropout) == ("radd", "absorbing", 0.02)
     net = build_dit(cfg, device="meta")
     x, sigma = torch.zeros(2, 1024, dtype=torch.long, device="meta"), torch.ones(2, dtype=torch.float64, device="meta")
@@ -136,9 +127,9 @@ def test_radd_on_meta_has_no_time_conditioning_and_biased_norms():
     sedd_keys = set(reference_keys())
     assert len(state) == len(sedd_keys) - 4 - 12 * 2 - 2 + 12 * 2 + 1  # -sigma_map -adaLN +biases
     # written back in the same layout (graph section added), upstream keys kept
-    hub = cfg.to_hub_dict()
+    hub = to_hub_config(cfg)
     assert hub["model"]["type"] == "ddit_wot" and hub["model"]["dtype"] == "float16"
-    assert hub["graph"] == {"type": "absorb"} and DiTConfig.from_hub_dict(hub) == cfg
+    assert hub["graph"] == {"type": "absorb"} and from_hub_config(hub) == cfg
 
 
 def test_config_validation():
@@ -147,8 +138,8 @@ def test_config_validation():
     with pytest.raises(ValueError, match="divisible"):
         DiTConfig(**{**TINY, "n_heads": 3})
     with pytest.raises(ValueError, match="model.type"):
-        DiTConfig.from_hub_dict({**SEDD_SMALL_HUB, "model": {**SEDD_SMALL_HUB["model"], "type": "unet"}})
-    uniform = DiTConfig.from_hub_dict({**SEDD_SMALL_HUB, "graph": {"type": "uniform"},
+        from_hub_config({**SEDD_SMALL_HUB, "model": {**SEDD_SMALL_HUB["model"], "type": "unet"}})
+    uniform = from_hub_config({**SEDD_SMALL_HUB, "graph": {"type": "uniform"},
                                        "noise": {"type": "geometric", "sigma_min": 1e-4, "sigma_max": 20},
                                        "model": {**SEDD_SMALL_HUB["model"], "scale_by_sigma": False}})
     assert uniform.num_classes == 50257 and uniform.make_noise().sigma_max == 20

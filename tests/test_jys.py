@@ -3,7 +3,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from lsd import AbsorbingGraph, CallCounter, GeometricNoise, LogLinearNoise, Schedule, UniformGraph
 from lsd.optimize.jys import KLUBEstimator, golden_section, interval_klub, jys_schedule, teacher_data

@@ -328,11 +328,44 @@ def test_inception_weights_missing_gives_one_line_error(tmp_path, monkeypatch):
     assert "\n" not in msg and str(expected) in msg and inception_weights_path() == expected
 
 
+class _OpensAFile:
+    """Pickles as open(path, "w"): a full unpickling of it creates the file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_inception_weights_are_never_unpickled(tmp_path, monkeypatch):
+    """A crafted file in the hub cache is refused by torch.load(weights_only=True) before pytorch-fid
+    sees it; pytorch-fid's own loader (which would unpickle it) is not called and stays in place."""
+    import pytorch_fid.inception as fid_inception
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    marker = tmp_path / "code-ran"
+    inception_weights_path().parent.mkdir(parents=True)
+    torch.save({"Conv2d_1a_3x3.conv.weight": _OpensAFile(marker)}, inception_weights_path())
+    loaders = (fid_inception.load_state_dict_from_url, torch.hub.load_state_dict_from_url)
+    with pytest.raises(FeatureExtractorUnavailable, match="refused") as err:
+        InceptionFeatures(dims=64)
+    assert not marker.exists() and "\n" not in str(err.value) and "weights_only" in str(err.value)
+    assert (fid_inception.load_state_dict_from_url, torch.hub.load_state_dict_from_url) == loaders
+
+
 @pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
 def test_fid_mechanics_with_random_inception(fake_torch_home, monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(fake_torch_home))
     images = torch.rand(20, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    import pytorch_fid.inception as fid_inception
+
+    loader = fid_inception.load_state_dict_from_url
     ex = InceptionFeatures(dims=192, batch_size=10)
+    assert fid_inception.load_state_dict_from_url is loader  # patched only while the network is built
+    weights = torch.load(inception_weights_path(), weights_only=True)
+    assert torch.equal(ex.model.blocks[0][0].conv.weight, weights["Conv2d_1a_3x3.conv.weight"])  # the file's weights
+    assert len(ex.describe()["weights_sha256"]) == 64
     f0 = ex(images)
     assert f0.shape == (20, 192) and f0.std(0).mean() > 0
     np.testing.assert_allclose(ex((images * 255).round().to(torch.uint8)), ex((images * 255).round() / 255), rtol=1e-5,

@@ -7,7 +7,8 @@ import torch
 
 import lsd
 from lsd import AbsorbingGraph, GeometricNoise, LogLinearNoise, Schedule, UniformGraph
-from lsd.optimize.lsd import (DistillationError, best_partition, distill, fit_coefficients, fit_phi)
+from lsd.optimize.lsd import (STARTS, DistillationError, RowLosses, Training, adam_fit, best_partition, best_start,
+                              distill, fit_coefficients, fit_phi, perturbed_start)
 from lsd.optimize.teacher import teacher_rollout
 from lsd.tasks.toy import ExactScore, ToyDistribution, sampler_law, total_variation
 
@@ -23,13 +24,17 @@ def toy(graph_cls=AbsorbingGraph, noise=None):
 def test_coupled_student_on_the_teacher_grid_retraces_the_teacher_and_recovers_phi_1(graph_cls):
     model, graph, noise = toy(graph_cls)
     record = teacher_rollout(model, graph, noise, length=4, trajectories=40, steps=16, candidates=16, batch_size=16)
-    fit = fit_coefficients(model, graph, noise, record, list(range(17)), base="euler", batch_size=16)
+    exact = Training(fit="exact")
+    fit = fit_coefficients(model, graph, noise, record, list(range(17)), base="euler", batch_size=16, training=exact)
     assert torch.equal(fit["samples"], record.samples)  # identical states all the way
     # teacher scores are stored in float32: Phi = 1 to float32 precision
     assert fit["coefficients"] == pytest.approx([1.0] * 16, abs=1e-6)
+    # Adam from Phi = 1 stays within a few learning-rate steps of it (its updates are scale-free)
+    sgd = fit_coefficients(model, graph, noise, record, list(range(17)), base="euler", batch_size=16)
+    assert sgd["coefficients"] == pytest.approx([1.0] * 16, abs=0.05)
     # the independent ablation does not retrace the teacher
     loose = fit_coefficients(model, graph, noise, record, list(range(17)), base="euler", coupling="independent",
-                             batch_size=16)
+                             batch_size=16, training=exact)
     assert not torch.equal(loose["samples"], record.samples)
 
 
@@ -43,6 +48,139 @@ def test_closed_form_phi_is_the_minimiser():
     assert phi == pytest.approx(numeric, rel=1e-6) and loss <= loss_one
     phi_pow, loss_pow, _ = fit_phi(s, s ** 1.7, "power")
     assert phi_pow == pytest.approx(1.7, rel=1e-3) and loss_pow < 1e-8
+    # log space: power is least squares through the origin, scale a mean shift of log Phi
+    log_s, log_t = torch.log(s), torch.log(s_star)
+    for convention in ("power", "scale"):
+        phi_log, loss_log, loss_log_one = fit_phi(log_s, log_t, convention, "log")
+        numeric = minimize_scalar(lambda p: float(lsd.optimize.lsd.entry_loss(
+            log_s, log_t, torch.tensor(p, dtype=torch.float64), convention, "log")), bounds=(1e-3, 10),
+            method="bounded", options={"xatol": 1e-9}).x
+        assert phi_log == pytest.approx(numeric, rel=1e-5) and loss_log <= loss_log_one
+    assert fit_phi(log_s, 1.3 * log_s, "power", "log")[0] == pytest.approx(1.3)
+
+
+def _random_losses(convention, space, n=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.rand(n, 5, 3, generator=g, dtype=torch.float64) + 0.1
+    t = s * (0.6 + 0.3 * torch.rand(n, 5, 3, generator=g, dtype=torch.float64))
+    compared = torch.rand(n, 5, 3, generator=g) < 0.7
+    if space == "log":
+        s, t = torch.log(s), torch.log(t)
+    losses = RowLosses(convention, space)
+    losses.add(s[:5], t[:5], compared[:5])
+    losses.add(s[5:], t[5:], compared[5:])
+    return losses, s[compared], t[compared]
+
+
+@pytest.mark.parametrize("convention,space", [("scale", "score"), ("power", "log"), ("scale", "log"),
+                                              ("power", "score")])
+def test_adam_converges_to_the_exact_minimiser_on_a_convex_case(convention, space):
+    losses, s, t = _random_losses(convention, space)
+    exact, exact_loss, _ = fit_phi(s, t, convention, space)
+    assert abs(exact - 1.0) > 0.1  # far enough from the start for the test to mean something
+    everyone = torch.arange(len(losses))
+    # the per-trajectory losses add up to the loss of all entries
+    assert float(losses(torch.tensor(exact, dtype=torch.float64), everyone).sum()) == pytest.approx(exact_loss)
+    full, updates = adam_fit(losses, Training(epochs=3000, minibatch=len(losses)), seed=0)
+    assert updates == 3000 and full == pytest.approx(exact, abs=2e-3)
+    # the paper's mini-batches of one trajectory: a noisy neighbourhood of the minimiser
+    noisy, updates = adam_fit(losses, Training(epochs=200), seed=0)
+    assert updates == 200 * len(losses) and noisy == pytest.approx(exact, abs=0.05)
+    # 16 epochs of batch 1 from Phi = 1 cannot move further than lr x updates
+    paper, _ = adam_fit(losses, Training(), seed=0)
+    assert abs(paper - 1.0) <= 1e-2 * 16 * len(losses) + 1e-9
+
+
+def test_zero_optimisation_steps_give_uniform_euler_exactly():
+    model, graph, noise = toy()
+    uniform = Schedule.uniform("euler", 4)
+    for training in (Training(epochs=0), Training(lr=0.0)):
+        s = distill(model, graph, noise, method="lsd", nfe=4, length=4, teacher_steps=64, candidates=16,
+                    trajectories=16, zeta=0.25, seed=3, training=training)
+        assert s.coefficients == uniform.coefficients and s.times == uniform.times
+        assert s.metadata["training"]["fit"] == "sgd"
+        draw = lambda sch: lsd.sample(model, sch, graph=graph, noise=noise, num_samples=32, length=4, seed=5)  # noqa
+        assert torch.equal(draw(s), draw(uniform))
+    trained = distill(model, graph, noise, method="lsd", nfe=4, length=4, teacher_steps=64, candidates=16,
+                      trajectories=16, zeta=0.25, seed=3)
+    assert trained.coefficients != uniform.coefficients and trained.metadata["adam_updates"] == [16 * 16] * 4
+
+
+@pytest.mark.parametrize("graph_cls", [AbsorbingGraph, UniformGraph])
+@pytest.mark.parametrize("start", STARTS)
+def test_relaxed_start_stays_inside_its_hamming_ball(graph_cls, start):
+    dist = ToyDistribution(3, 8)
+    graph = graph_cls(3)
+    model = ExactScore(dist, graph)
+    noise = LogLinearNoise() if graph.absorbing else GeometricNoise()
+    record = teacher_rollout(model, graph, noise, length=8, trajectories=24, steps=16, candidates=8, batch_size=24)
+    ids, rows, grid = torch.arange(24), slice(0, 24), [0, 4, 8]
+    for zeta in (0.0, 0.1, 0.25, 0.5, 1.0):
+        if start == "best":
+            x, calls = best_start(model, graph, noise, record, grid, list(range(24)), zeta,
+                                  Training(start=start, start_candidates=3), base="euler", convention="scale",
+                                  coupling="coupled", device="cpu")
+            assert calls == 3 * 2
+        else:
+            x = perturbed_start(graph, record, rows, ids, zeta, record.seed, start)
+        changed = x != record.states[0]
+        radius = round(zeta * 8)
+        assert int(changed.sum(1).max()) <= radius
+        if graph.absorbing:  # a revealed position always changes: exactly the radius
+            assert bool((changed.sum(1) == radius).all())
+        if start == "teacher":
+            assert torch.equal(x[changed], record.samples[changed])
+
+
+def test_exact_fit_reproduces_the_earlier_coefficients_bit_for_bit():
+    from pathlib import Path
+
+    reference = json.loads((Path(__file__).parent / "data" / "lsd_exact_reference.json").read_text())["rows"]
+    graphs = {"absorbing": AbsorbingGraph, "uniform": UniformGraph}
+    for row in reference:
+        model, graph, noise = toy(graphs[row["graph"]])
+        s = distill(model, graph, noise, method=row["method"], nfe=4, length=4, convention=row["convention"],
+                    teacher_steps=64, candidates=16, trajectories=32, zeta=row["zeta"], seed=3,
+                    training={"fit": "exact", "start": "marginal", "space": "score"})
+        assert [c.hex() for c in s.coefficients] == row["coefficients"], row
+        assert [t.hex() for t in s.times] == row["times"], row
+
+
+def test_training_options_are_checked_and_reach_the_schedule_from_a_sampler_definition():
+    from types import SimpleNamespace
+
+    from lsd.optimize.plan import make_schedules
+
+    with pytest.raises(ValueError, match="fit: unknown 'adam'"):
+        Training(fit="adam")
+    with pytest.raises(ValueError, match="epochs"):
+        Training(epochs=-1)
+    with pytest.raises(ValueError, match="space"):
+        Training.from_dict({"space": "logit"})
+    model, graph, noise = toy()
+    with pytest.raises(ValueError, match="training: unknown key 'epoch'"):
+        distill(model, graph, noise, method="lsd", nfe=4, length=4, teacher_steps=64, candidates=16,
+                trajectories=8, training={"epoch": 3})
+    bb = SimpleNamespace(model=model, graph=graph, noise=noise, length=4, name="toy")
+    samplers = {"lsd-exact": {"method": "lsd", "base": "euler", "fit": "exact", "start": "marginal", "epochs": 3},
+                "lsd-power": {"method": "lsd", "base": "euler", "convention": "power"},
+                "euler-T0.8": {"method": "uniform", "base": "euler", "temperature": 0.8},
+                "euler-phi": {"method": "uniform", "base": "euler", "coefficient": 0.84}}
+    made = make_schedules(bb, samplers, [4], 0, {"teacher_steps": 64, "candidates": 16, "trajectories": 8,
+                                                 "lr": 0.02}, log=lambda *_: None)
+    exact = made[("lsd-exact", 4)].metadata["training"]
+    assert (exact["fit"], exact["start"], exact["epochs"], exact["lr"], exact["space"]) == \
+        ("exact", "marginal", 3, 0.02, "score")
+    assert made[("lsd-exact", 4)].metadata["adam_updates"] == [0] * 4
+    power = made[("lsd-power", 4)].metadata["training"]
+    assert (power["fit"], power["space"], power["start"]) == ("sgd", "log", "teacher")
+    cold = made[("euler-T0.8", 4)]
+    assert cold.temperature == 0.8 and cold.times == Schedule.uniform("euler", 4).times
+    assert list(cold.coefficients) == [1.0] * 4
+    assert list(made[("euler-phi", 4)].coefficients) == [0.84] * 4 and made[("euler-phi", 4)].temperature == 1.0
+    with pytest.raises(ValueError, match="samplers.lsd-bad.start"):
+        make_schedules(bb, {"lsd-bad": {"method": "lsd", "base": "euler", "start": "oracle"}}, [4], 0,
+                       {"teacher_steps": 64, "candidates": 16, "trajectories": 8}, log=lambda *_: None)
 
 
 def test_best_partition_is_valid_and_optimal_for_any_costs():
@@ -144,7 +282,7 @@ def test_temperature_reshapes_destinations_only():
 
 def test_match_temperature_reaches_the_target_entropy():
     from lsd.metrics.entropy import unigram_entropy
-    from lsd.temperature import match_temperature
+    from lsd.optimize.temperature import match_temperature
 
     dist = ToyDistribution(4, 5, seed=4)
     graph, noise = AbsorbingGraph(4), LogLinearNoise()

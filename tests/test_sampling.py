@@ -91,7 +91,7 @@ def test_euler_error_is_first_order(name):
 
 
 def test_euler_and_tweedie_coincide_exactly_when_they_should():
-    """Log-linear noise + normalised (exact) scores: the two rules are the same step (anchors.md s2)."""
+    """Log-linear noise + normalised (exact) scores: the two rules are the same step (docs/conventions.md section 2)."""
     dist, graph, noise, model = setup("absorbing-loglinear")
     for m in (2, 5):
         e = sampler_law(model, Schedule.uniform("euler", m), graph, noise, dist.length)
@@ -156,3 +156,165 @@ def test_bad_arguments_are_refused():
     dist, graph, noise, model = setup("absorbing-loglinear")
     with pytest.raises(ValueError, match="batch_size"):
         lsd.sample(model, Schedule.uniform("euler", 2), graph=graph, noise=noise, num_samples=4, length=4, batch_size=0)
+
+
+# Sparse steps (lsd.sampling.sparse_step) against the dense specification, bit for bit -----------
+from lsd.sampling import dense_step, exact_rows, sparse_step, step_move_factor, step_probabilities  # noqa: E402
+
+
+@pytest.fixture
+def one_thread():
+    """Bit-identity is claimed on one CPU thread (torch may split one row's float64 sum between threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class RandomScores:
+    """A deterministic stand-in network: log scores over a wide range that depend on the whole state."""
+
+    def __init__(self, graph, spread=3.0, normalised=True, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.table = torch.randn(graph.dim, graph.dim, generator=g) * spread
+        self.graph, self.normalised = graph, normalised
+
+    def __call__(self, x, sigma_bar):
+        scores = self.table[x] + (x.float().mean(-1) / self.graph.dim)[:, None, None]
+        if self.graph.absorbing and self.normalised:  # SEDD's output: log p(x0 | x_t) - log(e^sigma_bar - 1)
+            real = torch.log_softmax(scores[..., :-1], -1) - torch.log(torch.expm1(sigma_bar.float()))[:, None, None]
+            scores = torch.cat([real, torch.zeros_like(scores[..., :1])], -1)
+        return scores
+
+
+SPARSE_CASES = [  # graph, noise, base, steps, schedule options
+    ("absorbing", LogLinearNoise(), "euler", 1, {}),
+    ("absorbing", LogLinearNoise(), "euler", 4, {}),
+    ("absorbing", LogLinearNoise(), "tweedie", 32, {}),
+    ("absorbing", GeometricNoise(1e-3, 20.0), "euler", 6, {"coefficients": [0.5, 1.3, 0.0, 2.0, 1.0, 0.8]}),
+    ("absorbing", GeometricNoise(1e-3, 20.0), "tweedie", 6, {"coefficients": [0.5, 1.3, 0.7, 2.0, 1.0, 0.8],
+                                                             "convention": "power"}),
+    ("uniform", GeometricNoise(1e-4, 20.0), "euler", 5, {}),
+    ("uniform", GeometricNoise(1e-4, 20.0), "euler", 16, {"coefficients": [1.5] * 16, "convention": "power"}),
+]
+
+
+@pytest.mark.parametrize("case", range(len(SPARSE_CASES)))
+@pytest.mark.parametrize("normalised", [True, False])
+def test_sparse_steps_give_the_dense_samples_bit_for_bit(case, normalised, one_thread, monkeypatch):
+    kind, noise, base, steps, options = SPARSE_CASES[case]
+    graph = AbsorbingGraph(37) if kind == "absorbing" else UniformGraph(29)
+    model = RandomScores(graph, spread=2.0 if normalised else 7.0, normalised=normalised)
+    grid = Schedule.uniform(base, steps)
+    schedule = Schedule(base, grid.times, **options) if options else grid
+    assert lsd.sampling.supports_sparse_step(graph, schedule)
+    built = []  # rows the sparse path builds in float64, against the candidates it had
+    real_exact_rows = lsd.sampling.exact_rows
+    monkeypatch.setattr(lsd.sampling, "exact_rows", lambda *a: built.append(a[6].shape[0]) or real_exact_rows(*a))
+    n = 11 if base == "euler" else 22  # tweedie: also batches of 20, where torch vectorises e^delta - 1
+    kwargs = dict(graph=graph, noise=noise, num_samples=n, length=19, seed=5, batch_size=4 if base == "euler" else 20)
+    dense = lsd.sample(model, schedule, dense=True, **kwargs)
+    assert not built
+    sparse = lsd.sample(model, schedule, **kwargs)
+    assert torch.equal(sparse, dense)
+    if kind == "absorbing" and normalised and steps >= 16:  # a small step moves few masks: few rows are built
+        assert sum(built) < 0.5 * n * 19 * steps
+
+
+def crafted_streams(u_move, u_pick):
+    """A stand-in for RandomStreams that returns chosen uniforms for the step's stream."""
+
+    class Streams:
+        def uniform(self, stream, *shape):
+            return torch.stack([u_move, u_pick], -1)
+
+    return Streams()
+
+
+@pytest.mark.parametrize("kind,base,convention", [("absorbing", "euler", "scale"), ("absorbing", "tweedie", "power"),
+                                                  ("uniform", "euler", "scale")])
+def test_sparse_step_decides_like_the_dense_draw_at_the_boundary(kind, base, convention, one_thread):
+    """Uniforms placed on, and one or a few ulps either side of, each position's dense move mass:
+    the float32 estimate must defer every such position to its exact float64 row."""
+    graph = AbsorbingGraph(300) if kind == "absorbing" else UniformGraph(300)
+    noise, B, L = LogLinearNoise(), 6, 40
+    schedule = Schedule(base, Schedule.uniform(base, 4).times, [1.1, 0.9, 1.2, 1.0], convention=convention)
+    model = RandomScores(graph, spread=4.0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.where(torch.rand(B, L, generator=g) < 0.7, graph.dim - 1, torch.randint(0, graph.num_tokens, (B, L),
+                                                                                       generator=g))
+    for k in range(schedule.nfe):
+        log_score = model(x, noise.total(torch.full((B,), schedule.times[k], dtype=torch.float64)))
+        move, stay = step_probabilities(graph, noise, schedule, k, x, log_score)
+        total = move.sum(-1)
+        offsets = torch.tensor([-2.0 ** 31, -1.0, 0.0, 1.0, 2.0 ** 31], dtype=torch.float64)[torch.arange(L) % 5]
+        u_move = (total / (total + stay).clamp_min(1e-300) * (1.0 + offsets * 2.0 ** -52)).clamp(0.0, 1.0 - 2.0 ** -53)
+        u_move = torch.where(torch.arange(L) % 7 == 6, torch.rand(B, L, dtype=torch.float64, generator=g), u_move)
+        streams = crafted_streams(u_move, torch.rand(B, L, dtype=torch.float64, generator=g))
+        want = dense_step(graph, noise, schedule, k, x, log_score, streams)
+        assert torch.equal(sparse_step(graph, noise, schedule, k, x, log_score, streams), want)
+        assert (want != x).any()
+        x = want
+
+
+@pytest.mark.parametrize("kind,base,convention", [("absorbing", "euler", "scale"), ("absorbing", "tweedie", "scale"),
+                                                  ("absorbing", "euler", "power"), ("uniform", "euler", "power")])
+def test_exact_rows_are_the_dense_rows_even_for_non_finite_scores(kind, base, convention, one_thread):
+    graph = AbsorbingGraph(50) if kind == "absorbing" else UniformGraph(50)
+    noise = GeometricNoise(1e-3, 20.0)
+    n = 12
+    g = torch.Generator().manual_seed(2)
+    rows = torch.randn(n, graph.dim, generator=g) * 30
+    rows[0, 3], rows[1, 7], rows[2] = float("inf"), float("nan"), -float("inf")  # overflow, NaN, all scores zero
+    rows[3, -1], rows[4, 0] = float("inf"), 1e30  # a non-finite or huge score in the weight-0 column (absorbing)
+    rows[5] = 800.0  # float64 e^800 overflows
+    x = torch.full((n,), graph.dim - 1) if graph.absorbing else torch.randint(0, graph.dim, (n,), generator=g)
+    if not graph.absorbing:
+        x[4] = 0
+    for k, coefficients in ((0, [1.0, 1.0]), (1, [1.0, 0.7]), (0, [2.5, 1.0])):
+        schedule = Schedule(base, [1.0, 0.4, 1e-5], coefficients, convention=convention)
+        factor = step_move_factor(noise, base, schedule.times[k], schedule.times[k + 1])
+        move, stay = exact_rows(graph, base, coefficients[k], convention, k == 1, factor, x, rows)
+        want_move, want_stay = step_probabilities(graph, noise, schedule, k, x[None], rows[None])
+        assert torch.equal(move.isnan(), want_move[0].isnan()) and torch.equal(stay.isnan(), want_stay[0].isnan())
+        assert torch.equal(move.nan_to_num(-1.0), want_move[0].nan_to_num(-1.0))
+        assert torch.equal(stay.nan_to_num(-1.0), want_stay[0].nan_to_num(-1.0))
+
+
+def test_callbacks_and_unsupported_schedules_take_the_dense_path(monkeypatch):
+    dist, graph, noise, model = setup("absorbing-loglinear")
+    monkeypatch.setattr(lsd.sampling, "sparse_step", lambda *a: pytest.fail("sparse path taken"))
+    for schedule in (Schedule("euler", Schedule.uniform("euler", 3).times, temperature=0.7),
+                     Schedule("euler", Schedule.uniform("euler", 3).times, selection={"rule": "spread"})):
+        lsd.sample(model, schedule, graph=graph, noise=noise, num_samples=3, length=dist.length)
+    lsd.sample(model, Schedule.uniform("euler", 3), graph=graph, noise=noise, num_samples=3, length=dist.length,
+               callback=lambda step: None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_sparse_steps_match_for_network_outputs_of_other_precisions(dtype, one_thread):
+    graph, noise = AbsorbingGraph(300), LogLinearNoise()
+    scores = RandomScores(graph, spread=3.0)
+    model = lambda x, sigma_bar: scores(x, sigma_bar).to(dtype)  # noqa: E731
+    for base in ("euler", "tweedie"):
+        kwargs = dict(graph=graph, noise=noise, num_samples=6, length=24, seed=2, batch_size=3)
+        schedule = Schedule.uniform(base, 12)
+        assert torch.equal(lsd.sample(model, schedule, **kwargs), lsd.sample(model, schedule, dense=True, **kwargs))
+
+
+@pytest.mark.parametrize("base,noise", [("euler", LogLinearNoise()), ("tweedie", GeometricNoise(1e-3, 20.0))])
+def test_sparse_teacher_rollout_is_the_dense_one_bit_for_bit(base, noise, one_thread, monkeypatch):
+    from lsd.optimize import teacher
+
+    graph = AbsorbingGraph(120)
+    model = RandomScores(graph, spread=3.0)
+    kwargs = dict(length=20, trajectories=5, steps=48, base=base, candidates=6, seed=3, batch_size=3)
+    used = []
+    real_step = teacher.sparse_teacher_step
+    monkeypatch.setattr(teacher, "sparse_teacher_step", lambda *a: used.append(1) or real_step(*a))
+    sparse = teacher.teacher_rollout(model, graph, noise, **kwargs)
+    assert len(used) == 2 * 48  # every step of both batches took the sparse path
+    dense = teacher.teacher_rollout(model, graph, noise, dense=True, **kwargs)
+    assert len(used) == 2 * 48
+    for name in ("states", "log_scores", "cum_move", "samples"):
+        assert torch.equal(getattr(sparse, name), getattr(dense, name)), name

@@ -44,6 +44,11 @@ def _valid():
     ({"format": "other"}, "schedule.format"),
     ({"extra": 1}, "unknown field"),
     ({"temperature": 0}, "schedule.temperature"),
+    ({"temperature": None}, "schedule.temperature"),
+    ({"coefficients": []}, "schedule.coefficients"),  # empty is not "all ones"
+    ({"metadata": ["a"]}, "schedule.metadata"),
+    ({"base": ["euler"]}, "schedule.base"),
+    ({"nfe": "three"}, "schedule.nfe"),
 ])
 def test_invalid_schedules_are_refused_naming_the_field(tmp_path, change, field):
     d = {**_valid(), **change}
@@ -64,3 +69,10 @@ def test_missing_and_garbage_files(tmp_path):
         Schedule.load(tmp_path / "g.json")
     with pytest.raises(ScheduleError, match="schedule.steps"):
         Schedule.uniform("euler", 0)
+    with pytest.raises(ScheduleError, match="schedule.steps"):  # refused at once, not after minutes of work
+        Schedule.uniform("euler", 10**9)
+    with pytest.raises(ScheduleError, match="is a folder"):
+        Schedule.load(tmp_path)
+    (tmp_path / "b.json").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ScheduleError, match="not a text file"):
+        Schedule.load(tmp_path / "b.json")

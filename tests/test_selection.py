@@ -247,7 +247,7 @@ def test_cli_distill_spread(tmp_path, capsys):
 
 def test_plan_makes_spread_schedules_on_the_shared_teacher():
     from lsd.backbones.registry import load_backbone
-    from lsd.plan import make_schedules
+    from lsd.optimize.plan import make_schedules
 
     bb = load_backbone("toy-absorbing")
     samplers = {"lsd-spread": {"method": "spread", "base": "euler", "nfe": [2]}, "lsd": {"method": "lsd", "nfe": [2]}}

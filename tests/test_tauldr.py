@@ -10,8 +10,8 @@ import torch
 import lsd
 from lsd.backbones.hub import BackboneNotAvailable, CheckpointError
 from lsd.backbones.registry import load_backbone
-from lsd.backbones.tauldr import (TauLDRConfig, TauLDRNet, as_score_model, count_parameters, load_tauldr,
-                                  load_tauldr_dir, missing_hint, save_tauldr)
+from lsd.backbones.tauldr import TauLDRConfig, TauLDRNet, as_score_model, count_parameters
+from lsd.backbones.tauldr_io import load_tauldr, load_tauldr_dir, missing_hint, save_tauldr
 
 SMALL = dict(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_scale=1, image_size=8)
 

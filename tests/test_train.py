@@ -12,11 +12,14 @@ from safetensors.torch import load_file
 import lsd
 from lsd.backbones.dit import DiT, DiTConfig
 from lsd.backbones.hub import BackboneNotAvailable, load_dit, save_dit
-from lsd.backbones.tauldr import load_tauldr_dir
+from lsd.backbones.hub_config import from_hub_config, to_hub_config
+from lsd.backbones.tauldr_io import load_tauldr_dir
 from lsd.backbones.trained import TRAINED, load_trained
 from lsd.tasks.toy import ExactScore, ToyDistribution
-from lsd.train import (RECIPES, _k, configure_parser, diffusion_loss, get_recipe, masked_cross_entropy, run,
-                       sample_times, score_entropy, train)
+from lsd.training import (RECIPES, diffusion_loss, get_recipe, make_task, masked_cross_entropy, sample_times,
+                          score_entropy, train)
+from lsd.training.command import configure_parser, run
+from lsd.training.losses import _k
 
 GRAPHS = {"absorbing": (lsd.AbsorbingGraph, lsd.LogLinearNoise), "uniform": (lsd.UniformGraph, lsd.GeometricNoise)}
 
@@ -268,7 +271,7 @@ def test_every_recipe_trains_through_the_cli_and_loads(tmp_path, name):
     run(args)
     assert torch.get_num_threads() == 1
     record = json.loads((tmp_path / "training.json").read_text())
-    task = lsd.train.make_task(record["recipe"])
+    task = make_task(record["recipe"])
     assert record["steps"] == 2 and record["seed"] == RECIPES[name]["seed"]
     assert record["task"]["fingerprint"] == task.fingerprint()
     assert record["recipe"]["train"]["steps"] == 2 and record["recipe"]["model"] == RECIPES[name]["model"]
@@ -305,14 +308,14 @@ def test_cli_threads_default_leaves_the_global_flag_alone():
 def test_dit_local_mixing_and_positions_are_optional(tmp_path):
     base = dict(tokens=20, hidden_size=32, n_heads=2, n_blocks=2, cond_dim=16, length=12)
     plain = DiTConfig(**base)
-    hub = plain.to_hub_dict()
+    hub = to_hub_config(plain)
     assert not {"conv_kernel", "pos_embed", "rotary_values"} & set(hub["model"])
     assert not [k for k in DiT(plain).state_dict() if "conv" in k or "pos_embed" in k]
     cfg = DiTConfig(**base, conv_kernel=5, pos_embed=True, rotary_values=True)
-    hub = cfg.to_hub_dict()
+    hub = to_hub_config(cfg)
     assert hub["model"]["conv_kernel"] == 5 and hub["model"]["pos_embed"] is True
     assert hub["model"]["rotary_values"] is True
-    assert DiTConfig.from_hub_dict(hub) == cfg
+    assert from_hub_config(hub) == cfg
     torch.manual_seed(0)
     net = DiT(cfg).eval()
     with torch.no_grad():
@@ -348,7 +351,7 @@ def test_dit_local_mixing_and_positions_are_optional(tmp_path):
 def test_committed_checkpoints_load_and_sample(name):
     bb = load_trained(name)
     record = bb.info
-    task = lsd.train.make_task(get_recipe(name))
+    task = make_task(get_recipe(name))
     assert record["task_fingerprint"] == task.fingerprint() and record["steps"] == RECIPES[name]["train"]["steps"]
     assert record["task"] == task.name and record["task_config"] == task.config()
     assert (bb.length, bb.graph.num_tokens) == (task.length, task.vocab)

@@ -1,6 +1,6 @@
 """The DiT backbone of SEDD (Lou et al. 2024) and its RADD variant (Ou et al. 2025).
 
-One implementation, two kinds (anchors.md section 3):
+One implementation, two kinds (conventions.md section 3):
 
 - ``kind='sedd'``: conditioned on the total noise sigma_bar through ``sigma_map`` (a
   sinusoidal embedding of size 256, Linear(256, cond_dim), SiLU, Linear(cond_dim,
@@ -21,7 +21,7 @@ no positional table, rotary embeddings on queries and keys (base 1e4, rotate-hal
 ``rotary_emb.inv_freq`` buffer is part of the state dict), attention through
 ``torch.nn.functional.scaled_dot_product_attention`` (non-causal), MLP 4x with tanh-GELU,
 pre-norm residual blocks. Parameter names follow the SEDD/RADD code so the hub state
-dicts load strictly (``/work/shared/reference/sedd-small.keys.tsv``).
+dicts load strictly (``tests/data/sedd-small.keys.tsv`` lists SEDD-small's names and shapes).
 
 Precision choices (documented differences from the reference code, all towards fp32):
 LayerNorm runs in float32 (as upstream), rotary embeddings are applied in float32 and cast
@@ -31,8 +31,8 @@ bf16 autocast (``DiT(config, autocast=True)``) covers the blocks and the output 
 CUDA only; outputs are always float32.
 
 Offset constant: upstream subtracts ``np.log(x.shape[-1] - 1)`` where ``x.shape[-1]`` is the
-number of classes V + 1, i.e. ``log V`` for V real tokens. anchors.md writes this
-``log(V - 1)`` with V meaning the class count; this module follows the code: ``log(dim - 1)``.
+number of classes V + 1, i.e. ``log V`` for V real tokens (written ``log(V - 1)`` where V means
+the class count); this module follows the code: ``log(dim - 1)`` (docs/conventions.md section 3).
 """
 from __future__ import annotations
 
@@ -45,14 +45,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..diffusion.graph import make_graph
+from ..diffusion.registry import make_graph
 from ..diffusion.noise import make_noise
 from ..diffusion.scores import DenoiserScore
 
 KINDS = ("sedd", "radd")
-GRAPH_TO_HUB = {"absorbing": "absorb", "uniform": "uniform"}
-GRAPH_FROM_HUB = {"absorb": "absorbing", "absorbing": "absorbing", "uniform": "uniform"}
-HUB_MODEL_TYPE = {"sedd": "ddit", "radd": "ddit_wot"}
+GRAPHS = ("absorbing", "uniform")
 FREQ_EMBED_SIZE = 256
 SIZES = {"small": (768, 12, 12), "medium": (1024, 16, 24)}  # hidden, heads, blocks
 DEFAULT_LOGLINEAR_EPS = 1e-3
@@ -80,7 +78,8 @@ class DiTConfig:
         and rotate each output back by the query's position, so that what a head reads carries
         the relative offset of where it read it (no parameters). Written to config.json
         (``model.rotary_values``) only when on.
-    extra: the rest of a hub config.json (training, data, ...) kept for a faithful round trip.
+    extra: the rest of a hub config.json (training, data, ...) kept for a faithful round trip
+        (`lsd.backbones.hub_config`).
     """
 
     tokens: int = 50257
@@ -110,8 +109,8 @@ class DiTConfig:
             raise ValueError(f"DiTConfig.tokens: need at least 2 real tokens, got {self.tokens}")
         if self.kind not in KINDS:
             raise ValueError(f"DiTConfig.kind: unknown {self.kind!r}; choose one of {list(KINDS)}")
-        if self.graph not in GRAPH_TO_HUB:
-            raise ValueError(f"DiTConfig.graph: unknown {self.graph!r}; choose one of {sorted(GRAPH_TO_HUB)}")
+        if self.graph not in GRAPHS:
+            raise ValueError(f"DiTConfig.graph: unknown {self.graph!r}; choose one of {sorted(GRAPHS)}")
         if self.hidden_size % self.n_heads:
             raise ValueError(f"DiTConfig: hidden_size {self.hidden_size} is not divisible by n_heads {self.n_heads}")
         if self.head_dim % 2:
@@ -166,119 +165,6 @@ class DiTConfig:
         overrides.setdefault("dropout", 0.02)  # RADD's small config
         return cls(**{"hidden_size": hidden, "n_heads": heads, "n_blocks": blocks, "kind": "radd",
                       "scale_by_sigma": False, **overrides})
-
-    # hub config.json -----------------------------------------------------------------
-    @classmethod
-    def from_hub_dict(cls, config: dict) -> "DiTConfig":
-        """Parse the nested config.json of the SEDD/RADD hub checkpoints.
-
-        Layout (SEDD): ``{"tokens": V, "graph": {"type": "absorb"|"uniform"}, "noise":
-        {"type": "loglinear"|"geometric", "sigma_min", "sigma_max"}, "model": {"name",
-        "type": "ddit", "hidden_size", "cond_dim", "length", "n_blocks", "n_heads",
-        "scale_by_sigma", "dropout"}, ...}``; a file wrapped as ``{"config": {...}}`` (newer
-        hub-mixin versions) is unwrapped.
-
-        RADD's upstream config has no ``graph`` key and ``model.type = "ddit_wot"`` (plus
-        ``use_checkpoint`` and ``dtype``, its autocast dtype, which this loader ignores). The
-        kind is ``model.kind`` when present, else 'radd' for ``model.type == "ddit_wot"`` and
-        'sedd' otherwise; a missing ``graph`` means absorbing. Log-linear noise uses
-        ``noise.eps`` when present, else SEDD's fixed 1e-3 (``sigma_min``/``sigma_max`` only
-        matter for the geometric schedule). Every other key is kept in ``extra``.
-        """
-        if not isinstance(config, dict):
-            raise ValueError(f"DiT config.json: expected a JSON object, got {type(config).__name__}")
-        if "model" not in config and isinstance(config.get("config"), dict):
-            config = config["config"]
-        model = config.get("model")
-        if not isinstance(model, dict):
-            raise ValueError("DiT config.json: missing the nested 'model' section (model.hidden_size, ...)")
-        if "tokens" not in config:
-            raise ValueError("DiT config.json: missing 'tokens' (the number of real tokens V)")
-        model_type = model.get("type", "ddit")
-        kind = model.get("kind") or ("radd" if model_type == "ddit_wot" else "sedd")
-        if model_type not in HUB_MODEL_TYPE.values():
-            raise ValueError(f"DiT config.json: model.type {model_type!r} is not a DiT "
-                             f"(expected one of {sorted(HUB_MODEL_TYPE.values())})")
-        graph_type = (config.get("graph") or {}).get("type", "absorb")
-        if graph_type not in GRAPH_FROM_HUB:
-            raise ValueError(f"DiT config.json: graph.type {graph_type!r} unknown; expected 'absorb' or 'uniform'")
-        graph = GRAPH_FROM_HUB[graph_type]
-        noise_in = dict(config.get("noise") or {"type": "loglinear"})
-        noise_type = noise_in.get("type", "loglinear")
-        if noise_type == "loglinear":
-            noise = {"type": "loglinear", "eps": float(noise_in.get("eps", DEFAULT_LOGLINEAR_EPS))}
-        elif noise_type == "geometric":
-            noise = {"type": "geometric", "sigma_min": float(noise_in.get("sigma_min", 1e-4)),
-                     "sigma_max": float(noise_in.get("sigma_max", 20.0))}
-        else:
-            raise ValueError(f"DiT config.json: noise.type {noise_type!r} unknown; expected 'loglinear' or 'geometric'")
-        missing = [k for k in ("hidden_size", "n_heads", "n_blocks") if k not in model]
-        if missing:
-            raise ValueError(f"DiT config.json: model section lacks {missing}")
-        try:
-            return cls(
-                tokens=int(config["tokens"]), hidden_size=int(model["hidden_size"]), n_heads=int(model["n_heads"]),
-                n_blocks=int(model["n_blocks"]), cond_dim=int(model.get("cond_dim", 128)),
-                length=int(model.get("length", 1024)), kind=kind, graph=graph, noise=noise,
-                scale_by_sigma=bool(model.get("scale_by_sigma", kind == "sedd" and graph == "absorbing")),
-                dropout=float(model.get("dropout", 0.0)), mlp_ratio=int(model.get("mlp_ratio", 4)),
-                rotary_base=float(model.get("rotary_base", 10000.0)), conv_kernel=int(model.get("conv_kernel", 0)),
-                pos_embed=bool(model.get("pos_embed", False)), rotary_values=bool(model.get("rotary_values", False)),
-                extra=copy.deepcopy(config))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"DiT config.json: {err}") from None
-
-    def to_hub_dict(self) -> dict:
-        """The nested config.json layout (inverse of `from_hub_dict`, keeping `extra`).
-
-        SEDD: model.type 'ddit' with scale_by_sigma. RADD: model.type 'ddit_wot' (upstream's
-        marker), no scale_by_sigma, plus ``graph.type = 'absorb'`` (absent upstream, harmless
-        there) and upstream's ``use_checkpoint: false`` / ``dtype: 'bfloat16'`` when absent so
-        the RADD code can read the file too. Log-linear ``eps`` is written only when it
-        differs from SEDD's fixed 1e-3; the mlp ratio and rotary base only when not default.
-        """
-        out = copy.deepcopy(self.extra) if self.extra else {}
-        out["tokens"] = self.tokens
-        graph = dict(out.get("graph") or {})
-        graph["type"] = GRAPH_TO_HUB[self.graph]
-        out["graph"] = graph
-        noise = dict(out.get("noise") or {})
-        if noise.get("type") != self.noise["type"]:
-            noise = {}
-        noise["type"] = self.noise["type"]
-        if self.noise["type"] == "loglinear":
-            noise.setdefault("sigma_min", 1e-4)
-            noise.setdefault("sigma_max", 20)
-            eps = float(self.noise.get("eps", DEFAULT_LOGLINEAR_EPS))
-            if eps != DEFAULT_LOGLINEAR_EPS:
-                noise["eps"] = eps
-            else:
-                noise.pop("eps", None)
-        else:
-            noise.update({k: v for k, v in self.noise.items() if k != "type"})
-        out["noise"] = noise
-        model = dict(out.get("model") or {})
-        model.pop("kind", None)
-        size = {v: k for k, v in SIZES.items()}.get((self.hidden_size, self.n_heads, self.n_blocks), "custom")
-        model.setdefault("name", f"{size}_radd" if self.kind == "radd" else size)
-        model["type"] = HUB_MODEL_TYPE[self.kind]
-        model.update(hidden_size=self.hidden_size, cond_dim=self.cond_dim, length=self.length,
-                     n_blocks=self.n_blocks, n_heads=self.n_heads)
-        if self.kind == "sedd":
-            model["scale_by_sigma"] = bool(self.scale_by_sigma)
-        else:
-            model.pop("scale_by_sigma", None)
-            model.setdefault("use_checkpoint", False)
-            model.setdefault("dtype", "bfloat16")
-        model["dropout"] = float(self.dropout)
-        for name, default in (("mlp_ratio", 4), ("rotary_base", 10000.0), ("conv_kernel", 0), ("pos_embed", False),
-                              ("rotary_values", False)):
-            if getattr(self, name) != default:
-                model[name] = getattr(self, name)
-            else:
-                model.pop(name, None)
-        out["model"] = model
-        return out
 
     def to_dict(self) -> dict:
         """Plain fields (no `extra`), e.g. for provenance records."""
@@ -539,10 +425,12 @@ def as_score_model(net: DiT, cache: bool = True):
     return net
 
 
-def build_dit(config: DiTConfig | dict, device=None, dtype=None, autocast: bool = False) -> DiT:
-    """A freshly initialised DiT from a config (or a hub config.json dict); device may be 'meta'."""
-    if isinstance(config, dict):
-        config = DiTConfig.from_hub_dict(config)
+def build_dit(config: DiTConfig, device=None, dtype=None, autocast: bool = False) -> DiT:
+    """A freshly initialised DiT from a config; device may be 'meta'. (A hub config.json dict
+    becomes a `DiTConfig` through `lsd.backbones.hub_config.from_hub_config`.)"""
+    if not isinstance(config, DiTConfig):
+        raise TypeError(f"build_dit: expected a DiTConfig, got {type(config).__name__} (a hub config.json dict "
+                        f"goes through lsd.backbones.hub_config.from_hub_config)")
     with torch.device(device if device is not None else "cpu"):
         net = DiT(config, autocast=autocast)
     if dtype is not None:

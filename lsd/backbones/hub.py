@@ -1,7 +1,7 @@
 """Load and save DiT backbones: Hugging Face Hub ids or local directories.
 
 A checkpoint is a directory holding ``config.json`` (the nested SEDD layout, see
-`DiTConfig.from_hub_dict`) and the weights as ``model.safetensors`` or
+`lsd.backbones.hub_config`) and the weights as ``model.safetensors`` or
 ``pytorch_model.bin`` (a plain state dict, read with ``torch.load(weights_only=True)``:
 never full unpickling). ``load_dit`` tries the safetensors file first, checks every key
 and shape itself and fails with one line naming the file and the first bad keys.
@@ -13,14 +13,14 @@ neither cached nor reachable raises `BackboneNotAvailable` with the command to f
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-from ..io import atomic_write_json
+from ..io import atomic_write_file, atomic_write_json, one_line
 from .dit import DiT, DiTConfig
+from .hub_config import from_hub_config, to_hub_config
 
 WEIGHT_FILES = {"safetensors": "model.safetensors", "bin": "pytorch_model.bin"}
 CONFIG_FILE = "config.json"
@@ -33,10 +33,6 @@ class BackboneNotAvailable(RuntimeError):
 
 class CheckpointError(ValueError):
     """A checkpoint was found but its config or weights are unreadable or do not match the model."""
-
-
-def _one_line(text) -> str:
-    return " ".join(str(text).split())
 
 
 def _offline() -> bool:
@@ -64,7 +60,7 @@ def _hub_cache(cache_dir) -> str:
 
 def _download_hint(repo_id: str, cache_dir, offline: bool, reason: str = "") -> str:
     why = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else "the Hub is unreachable"
-    extra = f" ({_one_line(reason)})" if reason else ""
+    extra = f" ({one_line(reason)})" if reason else ""
     return (f"{repo_id} is not in the Hugging Face cache and {why}{extra}: run `hf download {repo_id}` "
             f"(older clients: `huggingface-cli download {repo_id}`) on a machine with network and copy the "
             f"cache to this one (cache: {_hub_cache(cache_dir)}; HF_HOME/HF_HUB_CACHE move it), or pass a local "
@@ -150,11 +146,11 @@ def read_config(path) -> DiTConfig:
     try:
         raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: unreadable config.json ({_one_line(err)})") from None
+        raise CheckpointError(f"{path}: unreadable config.json ({one_line(err)})") from None
     try:
-        return DiTConfig.from_hub_dict(raw)
+        return from_hub_config(raw)
     except ValueError as err:
-        raise CheckpointError(f"{path}: {_one_line(err)}") from None
+        raise CheckpointError(f"{path}: {one_line(err)}") from None
 
 
 def read_state_dict(path) -> dict:
@@ -169,8 +165,9 @@ def read_state_dict(path) -> dict:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to parse is a corrupt file
         kind = "safetensors" if path.suffix == ".safetensors" else "torch (weights_only)"
+        # the whole message, on one line: torch's refusal ends with its advice and warning
         raise CheckpointError(f"{path}: not a readable {kind} state dict ({type(err).__name__}: "
-                              f"{_one_line(err)[:200]})") from None
+                              f"{one_line(err)})") from None
     if not isinstance(state, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                                  for k, v in state.items()):
         raise CheckpointError(f"{path}: expected a flat state dict of named tensors, got {type(state).__name__}")
@@ -251,21 +248,10 @@ def _deep_merge(base: dict, extra: Mapping) -> dict:
     return base
 
 
-def _atomic_write(path: Path, writer) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_dit(model, directory, extra_config: Mapping | None = None, layout: str = "safetensors") -> Path:
     """Write `model` as a checkpoint directory that `load_dit` (and the upstream code) can read.
 
-    config.json: ``model.config.to_hub_dict()`` deep-merged with `extra_config`.
+    config.json: ``to_hub_config(model.config)`` deep-merged with `extra_config`.
     layout: 'safetensors' (model.safetensors) or 'bin' (pytorch_model.bin via torch.save of the
     state dict); the other layout's weight file, if present, is removed so that a stale file
     can never shadow the new one. Every file is written atomically (temp file + os.replace).
@@ -282,13 +268,13 @@ def save_dit(model, directory, extra_config: Mapping | None = None, layout: str 
     if layout == "safetensors":
         from safetensors.torch import save_file
 
-        _atomic_write(target, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        atomic_write_file(target, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     else:
-        _atomic_write(target, lambda tmp: torch.save(state, tmp))
+        atomic_write_file(target, lambda tmp: torch.save(state, tmp))
     for other in WEIGHT_FILES.values():
         if other != target.name:
             (directory / other).unlink(missing_ok=True)
-    config = net.config.to_hub_dict()
+    config = to_hub_config(net.config)
     if extra_config:
         _deep_merge(config, extra_config)
     atomic_write_json(directory / CONFIG_FILE, config)
@@ -311,4 +297,4 @@ def load_gpt2_tokenizer(name: str = "gpt2"):
             f"tokenizer {name} is not in the Hugging Face cache and {why}: run `hf download {name} {files}` "
             f"(older clients: `huggingface-cli download {name}`) on a machine with network and copy the cache "
             f"(cache: {_hub_cache(None)}), or pass a local tokenizer directory "
-            f"[{type(err).__name__}: {_one_line(err)[:150]}]") from None
+            f"[{type(err).__name__}: {one_line(err)[:150]}]") from None

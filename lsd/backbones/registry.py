@@ -15,27 +15,11 @@ graph, noise and sequence length it was trained for, and where it came from. Nam
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from ..diffusion import AbsorbingGraph, GeometricNoise, LogLinearNoise, UniformGraph
+from ..workflow_facts import HUB_IDS  # the paper's Hub checkpoints, a fact the workflow reads too
+from .base import TRAINED, Backbone
 
-from ..diffusion import AbsorbingGraph, GeometricNoise, Graph, LogLinearNoise, Noise, UniformGraph
-
-HUB_IDS = {
-    "sedd-small": "louaaron/sedd-small",
-    "sedd-medium": "louaaron/sedd-medium",
-    "radd": "JingyangOu/radd-t-dce",
-    "radd-lambda": "JingyangOu/radd-lambda-dce",
-}
-
-
-@dataclass
-class Backbone:
-    name: str
-    model: Callable  # the score model: (x_t [B, L], sigma_bar [B]) -> log score [B, L, dim]
-    graph: Graph
-    noise: Noise
-    length: int
-    info: dict = field(default_factory=dict)
+__all__ = ["Backbone", "HUB_IDS", "TRAINED", "backbone_names", "load_backbone"]
 
 
 def _toy(name: str) -> Backbone:
@@ -76,12 +60,11 @@ def _trained(name: str, device="cpu", autocast: bool = False) -> Backbone:
 
 
 def _tauldr(name: str, device="cpu", autocast: bool = False) -> Backbone:
-    from .tauldr import tauldr_backbone
+    from .tauldr_io import tauldr_backbone
 
     return tauldr_backbone(name, device=device, autocast=autocast)
 
 
-TRAINED = ("tiny-sedd-text", "tiny-radd-text", "tiny-sedd-countdown", "tiny-sedd-digits", "tiny-tauldr-digits")
 BUILTIN = {"toy-absorbing": _toy, "toy-uniform": _toy, "oracle-exact": _oracle_exact,
            **{name: _trained for name in TRAINED}, "tauldr-cifar10": _tauldr}
 

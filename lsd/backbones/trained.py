@@ -2,24 +2,19 @@
 
 Checkpoints live in `checkpoints/<name>/` at the repository root: `config.json` +
 `model.safetensors` (the Hub layout of `lsd.backbones.hub.save_dit`, or the tauLDR UNet's of
-`lsd.backbones.tauldr.save_tauldr` for `tiny-tauldr-digits`) and `training.json` (the recipe,
+`lsd.backbones.tauldr_io.save_tauldr` for `tiny-tauldr-digits`) and `training.json` (the recipe,
 seed, task fingerprint and provenance). `LSD_CHECKPOINTS` moves the folder.
-Names and recipes: `lsd.train.RECIPES`.
+Names and recipes: `lsd.training.RECIPES`.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from .base import TRAINED, Backbone, checkpoints_root
 from .hub import BackboneNotAvailable
 
-TRAINED = ("tiny-sedd-text", "tiny-radd-text", "tiny-sedd-countdown", "tiny-sedd-digits", "tiny-tauldr-digits")
-
-
-def checkpoints_root() -> Path:
-    env = os.environ.get("LSD_CHECKPOINTS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "checkpoints"
+__all__ = ["TRAINED", "checkpoint_dir", "checkpoints_root", "load_trained"]
 
 
 def checkpoint_dir(name: str) -> Path:
@@ -27,13 +22,12 @@ def checkpoint_dir(name: str) -> Path:
 
 
 def load_trained(name: str, device="cpu", autocast: bool = False):
-    """`registry.Backbone` of a trained backbone: the score model (RADD wrapped in
+    """`Backbone` of a trained backbone: the score model (RADD wrapped in
     `DenoiserScore`; the tauLDR UNet in `X0Score`), its graph, noise and length, and `info` with
     the training record."""
     from .dit import as_score_model
     from .hub import load_dit
-    from .registry import Backbone
-    from .tauldr import is_tauldr_dir
+    from .tauldr_io import is_tauldr_dir
 
     if name not in TRAINED:
         raise ValueError(f"trained backbone: unknown {name!r}; choose one of {list(TRAINED)}")
@@ -41,8 +35,9 @@ def load_trained(name: str, device="cpu", autocast: bool = False):
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
         raise BackboneNotAvailable(f"{name}: no checkpoint in {folder}; `lsd train --recipe {name}` reproduces it")
     if is_tauldr_dir(folder):
-        from .tauldr import MODEL_TYPE, load_tauldr_dir
+        from .tauldr import MODEL_TYPE
         from .tauldr import as_score_model as tauldr_score_model
+        from .tauldr_io import load_tauldr_dir
 
         net = load_tauldr_dir(folder, device=device, autocast=autocast)
         cfg = net.config

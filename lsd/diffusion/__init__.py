@@ -1,6 +1,7 @@
-from .graph import GRAPHS, AbsorbingGraph, Graph, UniformGraph, make_graph  # isort: skip (before ctmc)
 from .ctmc import CTMCGraph, GaussianGraph
+from .graph import AbsorbingGraph, Graph, UniformGraph
 from .noise import NOISES, ExponentialNoise, GeometricNoise, LogLinearNoise, Noise, make_noise
+from .registry import GRAPHS, make_graph
 from .scores import CallCounter, DenoiserScore, ScoreModel, X0Score
 
 __all__ = ["Graph", "AbsorbingGraph", "UniformGraph", "CTMCGraph", "GaussianGraph", "make_graph", "GRAPHS", "Noise",

@@ -6,7 +6,7 @@ from time 0 to t is exp(sigma_bar(t) R_b). Convention (tauLDR's, rows): R_b[i, j
 rate of jumping from value i to value j != i, and R_b[i, i] = -sum_{j != i} R_b[i, j], so every
 row sums to zero; P_c = exp(c R_b) has rows P_c[i, :] = q(. | i).
 
-Why a general graph: tauLDR's CIFAR-10 model (Campbell et al. 2022; anchors.md section 8), the
+Why a general graph: tauLDR's CIFAR-10 model (Campbell et al. 2022; docs/conventions.md section 8), the
 backbone of the LSD paper's image result, diffuses every pixel value with a Gaussian-shaped rate
 matrix (`GaussianGraph`, `gaussian_rate_matrix`) that is neither absorbing nor uniform.
 
@@ -23,7 +23,7 @@ What the harness's interface means here (see `lsd.diffusion.graph` for the proto
 - `corrupt`: x_t ~ P_sigma_bar[x0, :] by inverse CDF of one uniform per position (the same
   uniform at every time gives a monotone coupling of the times; each marginal is exact).
 - `reverse_weights(x)[y] = R_b[y, x]`: the base rate of the forward jump y -> x. The reverse
-  rate from x to y is beta(t) R_b[y, x] s_y (anchors.md section 8, with s_y the concrete score).
+  rate from x to y is beta(t) R_b[y, x] s_y (docs/conventions.md section 8, with s_y the concrete score).
 - `tweedie(x, s, delta)`: SEDD's analytic step, p(y) = [exp(-delta R_b) applied to s]_y
   * P_delta[y, x] (the posterior of x_{t - delta} given x_t under the factorised score), in the
   eigenbasis. exp(-delta R_b) amplifies mode k of the score by e^(delta |l_k|) (up to e^1000 for
@@ -33,7 +33,14 @@ What the harness's interface means here (see `lsd.diffusion.graph` for the proto
   over steps of 1/8 in t): below 3e-5 from float64 scores (the samplers' own), about 3e-2 from
   float32 scores (a teacher record's); the formula without the cap gives garbage (TV 0.55-0.65)
   on the steps of 1/8 starting at t >= 0.5 on the digits graph and at t >= 0.25 on CIFAR-10's.
-  With exact arithmetic the rule is exact for one position.
+  With exact arithmetic the rule is exact for one position. The direction the cap leaves most
+  amplified is the current token's own (the step applied to s = e_x reaches entries of 1e5 on
+  the digits graph): a score whose entry at x is not the one its other entries imply turns that
+  mismatch into probabilities. `lsd.X0Score` therefore normalises the network's float32
+  posterior in float64 before forming the score; unnormalised, its ~1e-7 excess moved a step's
+  probabilities by ~1e-2 in total variation, and the last bits of the network (which differ
+  between batch shapes and CPUs) changed tiny-tauldr-digits' Tweedie samples. Normalised, a 1e-7
+  change of the posterior moves them by ~1e-9.
 - `finalize` (last step of every sampler): decode from p(x0 | x_t), the posterior at the last
   network call. `final="argmax"` (default, tauLDR's last step) jumps to its most probable
   value, `final="sample"` draws from it; the step's coefficient does not act on the model's own
@@ -264,7 +271,7 @@ class CTMCGraph(Graph):
 class GaussianGraph(CTMCGraph):
     """tauLDR's Gaussian-rate graph: `gaussian_rate_matrix(S, rate_sigma, q_sigma)`, start `gaussian_start`.
 
-    CIFAR-10 (anchors.md section 8): S = 256, rate_sigma = 6, q_sigma = 512, with
+    CIFAR-10 (docs/conventions.md section 8): S = 256, rate_sigma = 6, q_sigma = 512, with
     `ExponentialNoise(3, 100)`. Ordinal values. Config {"type": "gaussian", "num_tokens",
     "rate_sigma", "q_sigma", "final"} rebuilds the matrix."""
 

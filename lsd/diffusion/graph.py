@@ -1,11 +1,12 @@
 """Graphs: the forward corruption of one token and the reverse step rules that undo it.
 
-Conventions (SEDD, anchors.md section 1):
+Conventions (SEDD, docs/conventions.md section 1):
 - `num_tokens` = V real tokens; `dim` = classes the model scores (V + 1 with a mask for
   the absorbing graph, mask id = V; V for the uniform graph).
 - The forward rate matrix is sigma(t) Q. Q_absorb sends every token to the mask;
   Q_uniform = (1/V) 11^T - I. General reversible CTMCs with a dense base matrix (tauLDR's
-  Gaussian-rate graph among them) live in `lsd.diffusion.ctmc` and are registered here.
+  Gaussian-rate graph among them) live in `lsd.diffusion.ctmc`; every graph is registered by
+  name in `lsd.diffusion.registry` (`make_graph`).
 - A score model returns log s(x, t)_{i, y} ~ log p_t(x with x_i := y) / p_t(x); the reverse
   rate from x_i to y != x_i is sigma(t) * Q(y, x_i) * s_y, with Q(y, x_i) = `reverse_weights`.
 
@@ -157,17 +158,3 @@ class UniformGraph(Graph):
         move = (staggered * jump).scatter(-1, x[..., None], 0.0)
         stay = staggered.gather(-1, x[..., None])[..., 0] * (1.0 - (n - 1) * jump[..., 0])
         return move, stay
-
-
-GRAPHS = {"absorbing": AbsorbingGraph, "uniform": UniformGraph}
-
-from .ctmc import CTMCGraph, GaussianGraph  # noqa: E402  (ctmc imports Graph from this module)
-
-GRAPHS.update({"ctmc": CTMCGraph, "gaussian": GaussianGraph})
-
-
-def make_graph(config: dict) -> Graph:
-    """Build a graph from `{"type": name, "num_tokens": V, ...}` (other keys: the class's arguments)."""
-    from .noise import build_from_config
-
-    return build_from_config(GRAPHS, config, "graph")

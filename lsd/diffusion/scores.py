@@ -9,7 +9,7 @@ Two adapters turn a model of log p(x_0^i | x_t) into a score model:
 - `DenoiserScore`: the absorbing graph (RADD), with its closed form and its output cache.
 - `X0Score`: any graph with a transition matrix (uniform, CTMC, tauLDR's Gaussian-rate graph):
   s_y = sum_{x0} p(x0 | x) q_t(y | x0) / q_t(x | x0), the ratio the true score has when p is
-  the true posterior (anchors.md section 8). The reverse rate is then sigma(t) Q(y, x) s_y
+  the true posterior (docs/conventions.md section 8). The reverse rate is then sigma(t) Q(y, x) s_y
   as on every other graph. Its log score also carries the posterior itself, as the plain
   attribute `POSTERIOR` of the returned tensor: the CTMC graphs decode the last step from it
   (a score cannot give it back at coarse steps, `lsd.diffusion.ctmc`). Any copy of the tensor
@@ -38,7 +38,7 @@ class ScoreModel(Protocol):
 class DenoiserScore:
     """Turn a model of log p(x_0^i = y | x_t) over the V real tokens into a score model.
 
-    Absorbing graph only (RADD, anchors.md section 3): at a masked position
+    Absorbing graph only (RADD, docs/conventions.md section 3): at a masked position
     log s_y = log p(y) - log(expm1(sigma_bar)); the mask column (the current token there)
     is 0. Unmasked positions never move on the absorbing graph, so their entries are
     irrelevant and kept finite.
@@ -134,7 +134,10 @@ class X0Score:
         kernel = self.graph.transition(unique)[inverse]  # [B, dim, V]: q_t(y | v)
         V = kernel.shape[-1]
         at_x = kernel.gather(1, x_t[..., None].expand(-1, -1, V))  # [B, L, V]: q_t(x | v)
-        ratio = torch.exp(log_p.to(torch.float64)) / (at_x + self.ratio_eps)
+        # normalised in float64: a float32 posterior sums to 1 only within ~1e-7, and that
+        # excess, put on the current token (s_x = 1), is what the CTMC Tweedie step amplifies
+        # up to e^TWEEDIE_CUT into visibly different probabilities (lsd.diffusion.ctmc)
+        ratio = torch.softmax(log_p.to(torch.float64), -1) / (at_x + self.ratio_eps)
         score = torch.bmm(ratio, kernel.transpose(1, 2))  # [B, L, dim]: sum_v ratio_v q_t(y | v)
         log_score = torch.log(score).clamp_min(self.LOG_FLOOR)
         return log_score.scatter(-1, x_t[..., None], 0.0)

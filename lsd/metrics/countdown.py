@@ -1,4 +1,4 @@
-"""Countdown error rates (anchors.md section 7): both definitions, named.
+"""Countdown error rates (conventions.md section 7): both definitions, named.
 
 Rule: every non-zero token is followed by itself minus one; a zero may be followed by any
 token (a new countdown starts); the last token has no successor and cannot violate. A

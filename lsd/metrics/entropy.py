@@ -1,4 +1,4 @@
-"""Unigram entropy of samples: the guard against repetitive, low-entropy text (anchors.md section 4).
+"""Unigram entropy of samples: the guard against repetitive, low-entropy text (conventions.md section 4).
 
 Per sample: the entropy (natural log, nats) of the empirical distribution of its tokens,
 H = -sum_v p_v log p_v with p_v = count of v / L; reported as the mean over samples.

@@ -13,7 +13,10 @@ A record (schema 'lsd-result/1'):
   "extra": dict                        # free-form details (e.g. the evaluator's name and revision)
 }
 `load_records(folder)` reads every *.json below `folder` into a tidy DataFrame, one row per
-metric value (its `git` column: the hash, "+dirty" when the record ran from a modified tree); a
+metric value (its `git` column: the hash, "+dirty" when the record ran from a modified tree;
+`samples_sha256` from `extra`, the hash of the evaluated samples; `well_conditioned` from
+`extra.<metric>_fit`, the Frechet fit's flag, else empty); with `per_sample=True` a column
+`per_sample` holds the metric's per-sample values from `extra.per_sample` (or None); a
 malformed file raises `RecordError` with a one-line message naming it.
 """
 from __future__ import annotations
@@ -28,7 +31,7 @@ SCHEMA = "lsd-result/1"
 KEYS = ("backbone", "sampler", "nfe", "seed", "metric_set")
 COLUMNS = ["backbone", "sampler", "nfe", "seed", "metric_set", "task", "metric", "value", "low", "high",
            "confidence", "interval_method", "num_samples", "nfe_spent", "wall_time_s", "config_hash", "git",
-           "device", "dtype", "file"]
+           "device", "dtype", "samples_sha256", "well_conditioned", "file"]
 
 
 class RecordError(ValueError):
@@ -171,7 +174,7 @@ def _code_version(prov) -> str | None:
     return prov["git"] + ("+dirty" if prov.get("git_dirty") else "")
 
 
-def load_records(folder):
+def load_records(folder, per_sample: bool = False):
     """Every record (*.json, recursively) under `folder` as a tidy pandas DataFrame, one row per metric."""
     import pandas as pd
 
@@ -186,9 +189,12 @@ def load_records(folder):
             raise RecordError(f"{path}: malformed result record: not valid JSON ({str(err).splitlines()[0]})") from None
         _validate(rec, str(path))
         prov = rec.get("provenance") or {}
+        extra = rec.get("extra") if isinstance(rec.get("extra"), dict) else {}
+        samples = extra.get("per_sample") if isinstance(extra.get("per_sample"), dict) else {}
         for name, m in rec["metrics"].items():
             iv = m.get("interval") or {}
-            rows.append({
+            fit = extra.get(f"{name}_fit")
+            row = {
                 "backbone": rec["backbone"], "sampler": rec["sampler"], "nfe": rec["nfe"], "seed": rec["seed"],
                 "metric_set": rec["metric_set"], "task": rec.get("task"), "metric": name,
                 "value": math.nan if m["value"] is None else float(m["value"]),
@@ -198,6 +204,18 @@ def load_records(folder):
                 "num_samples": rec["num_samples"], "nfe_spent": rec.get("nfe_spent"),
                 "wall_time_s": rec.get("wall_time_s"), "config_hash": rec.get("config_hash"),
                 "git": _code_version(prov),
-                "device": rec.get("device"), "dtype": rec.get("dtype"), "file": str(path),
-            })
-    return pd.DataFrame(rows, columns=COLUMNS)
+                "device": rec.get("device"), "dtype": rec.get("dtype"),
+                "samples_sha256": extra.get("samples_sha256"),
+                "well_conditioned": fit.get("well_conditioned") if isinstance(fit, dict) else None,
+                "file": str(path),
+            }
+            if per_sample:
+                values = samples.get(name)
+                if values is not None and (not isinstance(values, list) or len(values) != rec["num_samples"]
+                                           or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                      for v in values)):
+                    raise RecordError(f"{path}: malformed result record: extra.per_sample.{name} must be a list of "
+                                      f"{rec['num_samples']} numbers")
+                row["per_sample"] = values
+            rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS + (["per_sample"] if per_sample else []))

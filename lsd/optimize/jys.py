@@ -47,21 +47,11 @@ Which terms count (`bound`):
   Consistent, but degenerate with geometric noise: Euler's frozen hazard at t near 1 is
   exponentially below the true one, so every interior step that decodes anything there
   costs many nats, and the bound prefers to park the interior steps where nothing happens
-  and decode everything in the last step (TV 0.76 at every M on the toy below).
-Exact toy (V = 3, L = 4, absorbing, 4096 data, fine grid 1024; TV of the exact Euler law):
-
-    noise                 M   uniform   "jys"   "decoding"
-    geometric(1e-3, 20)   4    0.735    0.477     0.297
-    geometric(1e-3, 20)   8    0.418    0.220     0.133
-    log-linear            4    0.254    0.249     0.228
-    log-linear            8    0.132    0.130     0.118
-
-"jys" is level with the uniform grid under log-linear noise (at M = 3 it is worse, 0.420
-against 0.330): it spends steps near t = 0, where tau-leaping's clock error in the last
-step is largest, an error the harness's Euler step does not make. On oracle-text (V 128,
-L 64, exact denoiser, log-linear, 256 corpus sequences, fine grid 1024; NLL per token of
-1024 Euler samples, data 1.135): NFE 8 uniform 2.360, "jys" 2.227, "decoding" 2.188;
-NFE 16 uniform 1.736, "jys" 1.665, "decoding" 1.655 (standard errors about 0.01).
+  and decode everything in the last step (on the exact toy its TV does not fall with M).
+Under log-linear noise "jys" gains little over the uniform grid (and can lose at small M):
+it spends steps near t = 0, where tau-leaping's clock error in the last step is largest, an
+error the harness's Euler step does not make; "decoding" gains most. The measured TVs and
+perplexities behind these statements: benchmarks/results/jys_bounds.md.
 
 Estimation
 ----------
@@ -133,8 +123,10 @@ import torch
 from ..diffusion.graph import Graph
 from ..diffusion.noise import Noise
 from ..diffusion.scores import CallCounter
+from ..io import progress as progress_bar
 from ..random import RandomStreams
 from ..schedule import BASES, Schedule
+from ..workflow_facts import JYS_FINE_STEPS
 
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # 0.618...
 NESTED_STREAM = -0x4A5953  # the uniforms of the nested masks ("JYS"); samplers use streams >= -3
@@ -404,7 +396,7 @@ def golden_section(f: Callable[[int], float], lo: int, hi: int, *, iterations: i
 
 
 def jys_schedule(model, graph: Graph, noise: Noise, data: torch.Tensor, nfe: int, *, base: str = "euler",
-                 fine_steps: int = 1024, t_max: float = 1.0, t_min: float = 1e-5, iterations: int = 32,
+                 fine_steps: int = JYS_FINE_STEPS, t_max: float = 1.0, t_min: float = 1e-5, iterations: int = 32,
                  tol: float = 0.25 / 1024, seed: int = 0, batch_size: int = 64, quadrature: int = 2,
                  scan: int = 0, bound: str = "jys", device="cpu", progress: bool = False) -> Schedule:
     """The JYS time grid of `nfe` steps for `model`, as a `lsd.Schedule` (coefficients 1).
@@ -444,11 +436,7 @@ def jys_schedule(model, graph: Graph, noise: Noise, data: torch.Tensor, nfe: int
     points = [0, fine_steps]  # indices into the fine grid, increasing (times decreasing)
     cost: dict[tuple[int, int], dict] = {}
     searches = evaluations = 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=nfe - 1, desc=f"jys NFE={nfe}", unit="split", leave=False)
+    bar = progress_bar(nfe - 1, f"jys NFE={nfe}", progress, unit="split", leave=False)
     while len(points) - 1 < nfe:
         intervals = [(a, b) for a, b in zip(points[:-1], points[1:]) if b - a >= 2]
         need = nfe - (len(points) - 1)
@@ -479,11 +467,9 @@ def jys_schedule(model, graph: Graph, noise: Noise, data: torch.Tensor, nfe: int
             points.append(c)
             cost.pop((a, b), None)
             cost[(a, c)], cost[(c, b)] = upper, lower
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
         points.sort()
-    if bar is not None:
-        bar.close()
+    bar.close()
     steps = list(zip(points[:-1], points[1:]))
     for a, b in steps:  # M = 1, or an interval never produced by a split
         if (a, b) not in cost:

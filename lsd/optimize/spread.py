@@ -48,7 +48,7 @@ import torch
 from ..diffusion.graph import Graph
 from ..diffusion.noise import Noise
 from ..diffusion.scores import CallCounter
-from ..io import provenance
+from ..io import progress as progress_bar, provenance
 from ..random import INIT, RandomStreams
 from ..sampling import step_probabilities
 from ..schedule import Schedule
@@ -184,18 +184,13 @@ def distill_spread(model, graph: Graph, noise: Noise, *, nfe: int, length: int, 
         teacher_steps = teacher_base = None
         n_teacher = trajectories
     held_out = range(n_teacher, n_teacher + trajectories)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(grids) * len(strengths), desc=f"spread NFE={nfe}", leave=False)
+    bar = progress_bar(len(grids) * len(strengths), f"spread NFE={nfe}", progress, leave=False)
     results, values, best = [], [], None
     calls_before = counter.calls
     for name in grids:
         times = grid_times(name, nfe, graph=graph, noise=noise, record=record, base=base, t_max=t_max, t_min=t_min)
         if times is None:
-            if bar is not None:
-                bar.update(len(strengths))
+            bar.update(len(strengths))
             continue
         for s in strengths:
             t0 = time.perf_counter()
@@ -209,10 +204,8 @@ def distill_spread(model, graph: Graph, noise: Noise, *, nfe: int, length: int, 
             values.append(res["values"])
             if best is None or res["objective"] < best[0]:
                 best = (res["objective"], name, s, times, res["values"])
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.update(1)
+    bar.close()
     if best is None:
         raise DistillationError(f"spread: no candidate grid applies at NFE {nfe}")
     objective, grid_name, strength, times, best_values = best

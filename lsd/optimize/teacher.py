@@ -11,7 +11,7 @@ token draw per position suffices. On other graphs positions jump repeatedly: the
 of a step are keyed by the teacher-grid index where the step starts, so a student step and
 the teacher step starting at the same time share their draws.
 With `coupling="independent"` the student gets its own seed: the ablation that shows why
-coupling matters (anchors.md section 6).
+coupling matters (docs/conventions.md section 6).
 """
 from __future__ import annotations
 
@@ -19,41 +19,35 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..diffusion.graph import Graph
+from ..diffusion.graph import AbsorbingGraph, Graph
 from ..diffusion.noise import Noise
-from ..random import INIT, RandomStreams
-from ..sampling import draw, pick_destination, scaled_score, transition_probabilities
+from ..draws import TrajectoryNoise
+from ..io import progress as progress_bar
+from ..sampling import (exact_rows, rows_at, scaled_score, sparse_chunk_rows, step_move_factor,
+                        transition_probabilities)
 
-CLOCK, TOKEN = -2, -3
 INDEPENDENT_SALT = 0x5D5D5D5D
 
 
-class TrajectoryNoise:
-    """The random draws of one trajectory for samples `sample_ids`; same seed = coupled."""
-
-    def __init__(self, graph: Graph, seed: int, sample_ids: torch.Tensor, length: int):
-        self.graph, self.length = graph, length
-        self.streams = RandomStreams(seed, sample_ids)
-        if graph.absorbing:
-            self.clock = self.streams.uniform(CLOCK, length)
-            self.token = self.streams.uniform(TOKEN, length)
-            self.survival = torch.ones(len(sample_ids), length, dtype=torch.float64, device=sample_ids.device)
-
-    def start(self) -> torch.Tensor:
-        return self.graph.limit(self.streams.uniform(INIT, self.length, 2))
-
-    def step(self, x: torch.Tensor, move: torch.Tensor, stay: torch.Tensor, grid_index: int) -> torch.Tensor:
-        if not self.graph.absorbing:
-            return draw(x, move, stay, self.streams.uniform(grid_index, self.length, 2))
-        total = move.sum(-1)
-        leave = torch.where(total > 0, total / (total + stay).clamp_min(1e-300), 0.0)
-        self.survival = self.survival * (1.0 - leave)
-        moves = (total > 0) & (self.clock >= self.survival)
-        if not moves.any():
-            return x
-        x_next = x.clone()
-        x_next[moves] = pick_destination(move[moves], self.token[moves])
-        return x_next
+def sparse_teacher_step(graph: Graph, noise: Noise, base: str, t: float, t_next: float, final: bool,
+                        x: torch.Tensor, log_score: torch.Tensor, cum: torch.Tensor, rng: TrajectoryNoise):
+    """One teacher step on the absorbing graph from the masked rows alone (`lsd.sampling.exact_rows`):
+    bit for bit `cum += move` and `rng.step` of the dense step, without its [B, L, dim] float64
+    tensors. None (nothing done) where that is not guaranteed: a factor the dense step would clamp,
+    or a score whose float64 exponential times the factor may not be finite (the dense step's zero
+    weights then give NaN on revealed rows too)."""
+    factor = step_move_factor(noise, base, t, t_next, x.shape[0])
+    if not (0.0 <= factor < 1e30 and float(log_score.max()) <= 600.0):  # a NaN anywhere fails too
+        return None
+    dim = graph.dim
+    flat_x, rows, cum_rows = x.reshape(-1), log_score.reshape(-1, dim), cum.view(-1, dim)
+    x_next = flat_x.clone()
+    masked = (flat_x == graph.mask_id).nonzero()[:, 0]
+    for part in masked.split(sparse_chunk_rows(x.device, dim)) if masked.numel() else ():
+        move, stay = exact_rows(graph, base, 1.0, "scale", final, factor, flat_x[part], rows_at(rows, part))
+        cum_rows.index_add_(0, part, move)
+        rng.step_positions(x_next, part, move, move.sum(-1), stay)
+    return x_next.view_as(x)
 
 
 def trajectory_seed(seed: int, coupling: str) -> int:
@@ -85,8 +79,12 @@ class TeacherRecord:
 @torch.no_grad()
 def teacher_rollout(model, graph: Graph, noise: Noise, *, length: int, trajectories: int, steps: int = 1024,
                     base: str = "euler", candidates: int = 128, t_max: float = 1.0, t_min: float = 1e-5,
-                    seed: int = 0, batch_size: int = 64, device="cpu", progress: bool = False) -> TeacherRecord:
-    """Run `trajectories` uniform `steps`-step teacher samplers, recording at `candidates` times."""
+                    seed: int = 0, batch_size: int = 64, device="cpu", progress: bool = False,
+                    dense: bool = False) -> TeacherRecord:
+    """Run `trajectories` uniform `steps`-step teacher samplers, recording at `candidates` times.
+
+    On the absorbing graph each step touches the masked rows only (`sparse_teacher_step`, the same
+    record bit for bit); `dense=True` builds the full float64 step instead (the specification)."""
     if steps % candidates:
         raise ValueError(f"teacher: candidates ({candidates}) must divide teacher steps ({steps})")
     stride = steps // candidates
@@ -97,11 +95,8 @@ def teacher_rollout(model, graph: Graph, noise: Noise, *, length: int, trajector
     cum_move = torch.zeros(candidates + 1, trajectories, length, dim, dtype=torch.float32)
     samples = torch.empty(trajectories, length, dtype=torch.long)
     calls = 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=-(-trajectories // batch_size) * steps, desc=f"teacher {base} N={steps}", leave=False)
+    sparse = not dense and type(graph) is AbsorbingGraph and base in ("euler", "tweedie")  # `sparse_teacher_step`
+    bar = progress_bar(-(-trajectories // batch_size) * steps, f"teacher {base} N={steps}", progress, leave=False)
     for start in range(0, trajectories, batch_size):
         rows = slice(start, min(start + batch_size, trajectories))
         ids = torch.arange(rows.start, rows.stop, device=device)
@@ -116,15 +111,19 @@ def teacher_rollout(model, graph: Graph, noise: Noise, *, length: int, trajector
                 states[j // stride, rows] = x.cpu()
                 log_scores[j // stride, rows] = log_score.float().cpu()
                 cum_move[j // stride, rows] = cum.float().cpu()
-            move, stay = transition_probabilities(graph, noise, base, times[j], times[j + 1], x,
-                                                  scaled_score(log_score, 1.0, "scale"), final=j == steps - 1)
-            cum += move
-            x = rng.step(x, move, stay, j)
-            if bar is not None:
-                bar.update(1)
+            x_next = None
+            if sparse:
+                x_next = sparse_teacher_step(graph, noise, base, times[j], times[j + 1], j == steps - 1, x, log_score,
+                                             cum, rng)
+            if x_next is None:
+                move, stay = transition_probabilities(graph, noise, base, times[j], times[j + 1], x,
+                                                      scaled_score(log_score, 1.0, "scale"), final=j == steps - 1)
+                cum += move
+                x_next = rng.step(x, move, stay, j)
+            x = x_next
+            bar.update(1)
         cum_move[candidates, rows] = cum.float().cpu()
         samples[rows] = x.cpu()
-    if bar is not None:
-        bar.close()
+    bar.close()
     return TeacherRecord(times[::stride], list(range(0, steps + 1, stride)), states, log_scores, cum_move, samples,
                          base, steps, seed, calls)

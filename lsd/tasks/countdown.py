@@ -2,7 +2,7 @@
 
 A sequence is a concatenation of countdowns k, k - 1, ..., 0, each with k drawn uniformly
 from [0, vocab - 1], truncated to `length` tokens; it always starts at the top of a
-countdown. Defaults: 256 tokens over 32 values (anchors.md section 7). Absorbing graph.
+countdown. Defaults: 256 tokens over 32 values (conventions.md section 7). Absorbing graph.
 
 Rule: every non-zero token is followed by itself minus one. A zero may be followed by
 anything (a new countdown starts). The last position has no successor, so it can never

@@ -10,12 +10,11 @@ test split, the rest the training split (each kept in the dataset's original ord
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..io import atomic_write_file
 
 DEFAULTS = {"seed": 0, "test_fraction": 0.2}
 LEVELS = 17
@@ -135,13 +134,4 @@ def save_grid(tokens, path, ncols: int | None = None) -> None:
     ax = fig.add_axes((0, 0, 1, 1))
     ax.imshow(grid, cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
     ax.set_axis_off()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

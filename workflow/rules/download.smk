@@ -20,10 +20,10 @@ rule download:
         hf=HF,
         flags=PLAN.download_flags,
     log:
-        lsd_workflow.DOWNLOAD_LOG,
+        PLAN.path(lsd_workflow.DOWNLOAD_LOG),
     cache: "omit-software"
     threads: THREADS["download"]
     conda:
         CONDA_CPU
     shell:
-        "{params.hf} download {params.flags} > {log} 2>&1"
+        "{params.hf} download {params.flags} > {log:q} 2>&1"

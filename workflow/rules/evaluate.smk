@@ -1,7 +1,8 @@
 # Evaluation: one `lsd evaluate` job per (backbone, seed) writes a result record
 # (lsd-result/1) per cell, labelled with the sampler name and NFE its samples record (the
 # schedules made by `lsd schedules` carry the sampler's name) and the unit's seed: the rows
-# of results/metrics.csv.
+# of results/<name>/metrics.csv. The settings stamp records the metrics (and evaluator, FID
+# statistics, device).
 
 
 rule evaluate:
@@ -10,21 +11,28 @@ rule evaluate:
         checkpoint=PLAN.checkpoint_files,
         samples=PLAN.unit_samples(),
         fid_stats=PLAN.fid_inputs,
+        rerun=PLAN.rerun_marker("evaluate"),
     output:
-        PLAN.unit_records(),
+        records=PLAN.unit_records(),
+        stamp=PLAN.stamp_path("evaluate", "{backbone}", "{seed}"),
     params:
         lsd=LSD,
         flags=PLAN.evaluate_flags,
         env=PLAN.env(),
+        stamp=PLAN.stamp_param("evaluate"),
+        marker=PLAN.marker_path("evaluate"),
     log:
-        lsd_workflow.LOG.replace("{rule}", "evaluate"),
+        PLAN.log("evaluate"),
     benchmark:
-        lsd_workflow.BENCHMARK.replace("{rule}", "evaluate")
+        PLAN.benchmark("evaluate")
     threads: THREADS["evaluate"]
     resources:
         gpu=GPUS,
     conda:
         CONDA_NET
     shell:
-        "{params.env} {params.lsd} --threads {threads} evaluate --backbone {wildcards.backbone}"
-        " --samples {input.samples} {params.flags} --seed {wildcards.seed} --out {output} > {log} 2>&1"
+        "{params.env} {params.lsd} --threads {threads} evaluate --backbone {wildcards.backbone:q}"
+        " --samples {input.samples:q} {params.flags} --seed {wildcards.seed:q} --out {output.records:q}"
+        " > {log:q} 2>&1"
+        " && printf '%s\\n' {params.stamp:q} > {output.stamp:q}.tmp && mv {output.stamp:q}.tmp {output.stamp:q}"
+        " && rm -f {params.marker:q}"

@@ -12,15 +12,16 @@ rule fid_stats:
     params:
         lsd=LSD,
         images=config["fid"]["images"],
-        device=f"--device {config['device']}",
+        device=config["device"],
     log:
-        lsd_workflow.FID_STATS_LOG,
+        PLAN.path(lsd_workflow.FID_STATS_LOG),
     benchmark:
-        lsd_workflow.FID_STATS_BENCHMARK
+        PLAN.path(lsd_workflow.FID_STATS_BENCHMARK)
     threads: THREADS["evaluate"]
     resources:
         gpu=GPUS,
     conda:
         CONDA_NET
     shell:
-        "{params.lsd} --threads {threads} fid-stats --images {params.images} --out {output} {params.device} > {log} 2>&1"
+        "{params.lsd} --threads {threads} fid-stats --images {params.images:q} --out {output:q}"
+        " --device {params.device:q} > {log:q} 2>&1"

@@ -4,7 +4,9 @@
 # temperature-matched baselines (made after the sampler they match, which is scheduled even
 # when it is not in the grid). A `file` sampler's schedule is copied, labelled with the
 # sampler's name (the label the records carry); the file it points to is an input.
-# `lsd schedules` writes its files only once all of them are made, each atomically.
+# `lsd schedules` writes its files only once all of them are made, each atomically; then the
+# job writes its settings stamp (the sampler definitions, distill settings, NFE and device it
+# ran with), which a later config is compared with (workflow/rules/settings.smk).
 
 
 rule schedules:
@@ -12,22 +14,28 @@ rule schedules:
         downloads=PLAN.backbone_downloads,
         checkpoint=PLAN.checkpoint_files,
         files=PLAN.file_inputs,
+        rerun=PLAN.rerun_marker("schedules"),
     output:
-        PLAN.unit_schedules(),
+        schedules=PLAN.unit_schedules(),
+        stamp=PLAN.stamp_path("schedules", "{backbone}", "{seed}"),
     params:
         lsd=LSD,
         flags=PLAN.schedules_flags,
         out_dir=PLAN.schedule_dir,
         env=PLAN.env(),
+        stamp=PLAN.stamp_param("schedules"),
+        marker=PLAN.marker_path("schedules"),
     log:
-        lsd_workflow.LOG.replace("{rule}", "schedules"),
+        PLAN.log("schedules"),
     benchmark:
-        lsd_workflow.BENCHMARK.replace("{rule}", "schedules")
+        PLAN.benchmark("schedules")
     threads: THREADS["schedules"]
     resources:
         gpu=GPUS,
     conda:
         CONDA_NET
     shell:
-        "{params.env} {params.lsd} --threads {threads} schedules --backbone {wildcards.backbone}"
-        " --seed {wildcards.seed} {params.flags} --out-dir {params.out_dir} > {log} 2>&1"
+        "{params.env} {params.lsd} --threads {threads} schedules --backbone {wildcards.backbone:q}"
+        " --seed {wildcards.seed:q} {params.flags} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " && printf '%s\\n' {params.stamp:q} > {output.stamp:q}.tmp && mv {output.stamp:q}.tmp {output.stamp:q}"
+        " && rm -f {params.marker:q}"
