@@ -142,7 +142,7 @@ def test_shipped_config_dry_runs(workdir, name):
     assert len(plan.cells) == units * len(plan.unit_cells)
     if name == "default":
         assert counts == {"schedules": 18, "sample": 18, "evaluate": 18, "report": 1, "all": 1}
-        assert len(plan.cells) == 6 * 3 * (10 * 4 + 1)  # 10 samplers x 4 NFE + the teacher
+        assert len(plan.cells) == 6 * 3 * (13 * 4 + 1)  # 13 samplers x 4 NFE + the teacher
     if name == "smoke":
         assert counts == {"schedules": 2, "sample": 2, "evaluate": 2, "report": 1, "all": 1}
     if name == "cifar10":
