@@ -32,6 +32,8 @@ import torch
 import lsd
 from lsd.backbones.trained import TRAINED, load_trained
 
+from benchmarks.common import masked_at_levels
+
 HERE = Path(__file__).resolve().parent
 STEPS = (1024, 8)
 
@@ -63,13 +65,8 @@ def posterior_kl(bb, task, levels=(0.2, 0.5, 0.8), n: int = 64, seed: int = 1) -
     from lsd.backbones.oracle_exact import OracleDenoiser
 
     exact = OracleDenoiser(task)
-    x0 = task.sample_corpus(n, seed=seed)
-    g = torch.Generator().manual_seed(seed)
     out = {}
-    for level in levels:
-        masked = torch.rand(x0.shape, generator=g) < level
-        x_t = torch.where(masked, task.vocab, x0)
-        sigma_bar = torch.full((n,), -math.log(1.0 - level), dtype=torch.float64)
+    for level, masked, x_t, sigma_bar in masked_at_levels(task.sample_corpus(n, seed=seed), task.vocab, levels, seed):
         log_p = exact(x_t, sigma_bar)
         log_q = torch.log_softmax(bb.model(x_t, sigma_bar).double()[..., : task.vocab], dim=-1)
         kl = (log_p.exp() * (log_p - log_q)).sum(-1)

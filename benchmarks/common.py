@@ -159,3 +159,15 @@ def table(header, rows) -> str:
 
 def gib(nbytes: float) -> str:
     return f"{nbytes / 2 ** 30:.2f} GiB"
+
+
+def masked_at_levels(x0: torch.Tensor, mask_id: int, levels, seed: int):
+    """For each masked fraction in `levels`: (level, masked, x_t, sigma_bar), with each position of
+    the clean batch `x0` masked independently with that probability (absorbing graph, log-linear
+    noise: total noise -log(1 - level)); one generator for all levels, so the draws are fixed by seed."""
+    g = torch.Generator().manual_seed(seed)
+    for level in levels:
+        masked = torch.rand(x0.shape, generator=g) < level
+        x_t = torch.where(masked, mask_id, x0)
+        sigma_bar = torch.full((x0.shape[0],), -math.log(1.0 - level), dtype=torch.float64)
+        yield level, masked, x_t, sigma_bar

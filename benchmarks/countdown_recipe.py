@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.backbones import countdown_exact, countdown_samplers  # noqa: E402
+from benchmarks.common import masked_at_levels  # noqa: E402
 
 BASE = "tiny-sedd-countdown"
 # name: (model overrides, train overrides); steps are chosen around what 15 min on 2 CPU
@@ -74,16 +75,9 @@ def stray_mass(net, task, levels=(0.05, 0.6, 0.9), n: int = 64, seed: int = 5, d
     """Mean probability the model puts on values the exact posterior rules out (< 1e-6), over masked
     positions the exact posterior fixes (its top value > 0.999), per masked fraction: the error
     the rule check counts, measured without sampling."""
-    import math
-
     exact = countdown_exact(task)
-    x0 = task.sample_corpus(n, seed=seed)
-    g = torch.Generator().manual_seed(seed)
     out = {}
-    for level in levels:
-        masked = torch.rand(x0.shape, generator=g) < level
-        x_t = torch.where(masked, task.vocab, x0)
-        sigma_bar = torch.full((n,), -math.log(1.0 - level), dtype=torch.float64)
+    for level, masked, x_t, sigma_bar in masked_at_levels(task.sample_corpus(n, seed=seed), task.vocab, levels, seed):
         p_exact = exact.log_denoiser(x_t, sigma_bar).exp()
         p_model = torch.softmax(net(x_t.to(device), sigma_bar.to(device))[..., :task.vocab].double(), -1).cpu()
         fixed = masked & (p_exact.max(-1).values > 0.999)

@@ -11,15 +11,13 @@ Snakemake runs in a scratch copy of the workflow, never in the checkout.
 """
 import ast
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs")
+from workflow_support import REPO, assert_refused_in_one_line, copy_workflow, snakemake
+
 MARKER = "pwned"
 
 BAD = {
@@ -56,22 +54,7 @@ BAD = {
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    dst = tmp_path_factory.mktemp("workflow")
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst / name)
-    return dst
-
-
-def snakemake(cwd: Path, *args) -> subprocess.CompletedProcess:
-    import os
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env=env)
+    return copy_workflow(tmp_path_factory.mktemp("workflow"))
 
 
 def markers(root: Path) -> list[Path]:
@@ -83,13 +66,7 @@ def markers(root: Path) -> list[Path]:
 def test_bad_config_is_refused_in_one_line_naming_the_key(workdir, case):
     text, expected = BAD[case]
     (workdir / "bad.yaml").write_text("# a bad config\n" + text)
-    out = snakemake(workdir, "-n", "--configfile", "bad.yaml")
-    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
-    assert out.returncode != 0
-    ours = [line for line in lines if line.startswith("lsd workflow: ")]
-    assert len(ours) == 1, lines
-    assert expected in ours[0], ours[0]
-    assert lines[-1] == ours[0]  # nothing after it: no traceback
+    assert_refused_in_one_line(snakemake(workdir, "-n", "--configfile", "bad.yaml"), expected)
     assert not markers(workdir) and not (REPO / MARKER).exists()
     assert not (workdir / "results").exists()  # refused before any output
 

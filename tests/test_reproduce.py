@@ -181,7 +181,10 @@ def _cells(config_path):
 
 def regenerate(records_dir: Path, work_dir: Path) -> None:
     """Every cell of workflow/configs/repro.yaml through `lsd schedule`, `lsd sample` and `lsd evaluate`."""
-    definitions = yaml.safe_load((ROOT / "config.yaml").read_text())["sampler_definitions"]
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    definitions = default["sampler_definitions"]
+    repro = yaml.safe_load((ROOT / "workflow" / "configs" / "repro.yaml").read_text())
+    coupling = repro.get("sample_coupling", default["sample_coupling"])  # as the workflow samples them
     for backbone, sampler, nfe, seed, settings in _cells(ROOT / "workflow" / "configs" / "repro.yaml"):
         assert definitions[sampler]["method"] == "uniform", sampler  # no distillation in this check
         cell = f"{backbone}/{sampler}/nfe{nfe}/seed{seed}"
@@ -192,15 +195,16 @@ def regenerate(records_dir: Path, work_dir: Path) -> None:
         lsd.Schedule.uniform(definitions[sampler]["base"], nfe, sampler=sampler, backbone=backbone).save(schedule)
         assert main(["--threads", "1", "sample", "--backbone", backbone, "--schedule", str(schedule), "--seed",
                      str(seed), "--num-samples", str(settings["num_samples"]), "--batch-size",
-                     str(settings["batch_size"]), "--quiet", "--out", str(samples)]) == 0
+                     str(settings["batch_size"]), "--coupling", coupling, "--quiet", "--out", str(samples)]) == 0
         assert main(["--threads", "1", "evaluate", "--backbone", backbone, "--samples", str(samples), "--metrics",
                      *settings["metrics"], "--seed", str(seed), "--out", str(records_dir / f"{cell}.json")]) == 0
 
 
-def test_repro_cells_reproduce_the_committed_records(tmp_path):
+def test_repro_cells_reproduce_the_committed_records(tmp_path, monkeypatch):
     """Same machine kind, one thread: every cell's samples hash and metrics are bit-identical to the
     committed ones (docs/reproducibility.md)."""
-    regenerate(tmp_path / "records", tmp_path / "work")
+    monkeypatch.chdir(tmp_path)  # relative paths: the records name no folder of this machine
+    regenerate(Path("records"), Path("work"))
     if os.environ.get("LSD_UPDATE_REPRO"):
         shutil.rmtree(EXPECTED, ignore_errors=True)
         shutil.copytree(tmp_path / "records", EXPECTED)

@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ import pandas as pd
 import pytest
 import yaml
 from snakemake.utils import update_config
+from workflow_support import WORKFLOW_FILES, assert_refused_in_one_line, copy_workflow, snakemake
 
 try:
     import tomllib
@@ -41,21 +43,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "lib"))
 import lsd_workflow  # noqa: E402
 
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs")
 # every shipped config: the embedded default and workflow/configs/*.yaml (smoke, paper, cifar10, ...)
 SHIPPED = {"default": None, **{p.stem: f"workflow/configs/{p.name}"
                                for p in sorted((REPO / "workflow" / "configs").glob("*.yaml"))}}
 assert {"smoke", "paper", "cifar10"} <= set(SHIPPED)
-
-
-def copy_workflow(dst: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst / name)
-    return dst
 
 
 def clone_like_copy(src: Path, dst: Path, names) -> Path:
@@ -87,12 +78,6 @@ def shipped_plan(name: str, root: Path = REPO):
     for f in files:
         update_config(config, yaml.safe_load((root / f).read_text()))
     return lsd_workflow.plan(config, files)
-
-
-def snakemake(cwd: Path, *args, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
 
 
 def job_counts(output: str) -> dict:
@@ -255,14 +240,7 @@ BAD = {
 def test_wrong_config_fails_in_one_line_naming_the_key(workdir, case):
     text, expected = BAD[case]
     (workdir / "bad.yaml").write_text("# a wrong config\n" + text)
-    out = snakemake(workdir, "-n", "--configfile", "bad.yaml")
-    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
-    assert out.returncode != 0
-    ours = [line for line in lines if line.startswith("lsd workflow: ")]
-    assert len(ours) == 1, lines
-    assert expected in ours[0], ours[0]
-    assert lines[-1] == ours[0]  # nothing after it: no traceback
-    assert not any("Traceback" in line for line in lines)
+    assert_refused_in_one_line(snakemake(workdir, "-n", "--configfile", "bad.yaml"), expected)
 
 
 @pytest.mark.slow
@@ -413,7 +391,15 @@ def test_each_config_plans_its_grid_in_a_clone_with_committed_results(clone, nam
     else:
         assert counts["schedules"] == counts["sample"] == counts["evaluate"] == units
         assert counts["report"] == counts["all"] == 1
-    assert not (clone / "work" / name / "rerun").exists()  # nothing was stale
+    assert_nothing_stale(clone / "work" / name)
+
+
+def assert_nothing_stale(work: Path) -> None:
+    """Every rerun request of a config says its settings agree with the stamps, dated 1970."""
+    requests = list((work / "rerun").rglob("*.txt"))
+    assert requests
+    for request in requests:
+        assert request.read_text() == lsd_workflow.SETTLED and request.stat().st_mtime == 0, request
 
 
 def _unit(backbone, seed):
@@ -454,15 +440,20 @@ def test_stamps_mark_exactly_the_jobs_a_change_affects(tmp_path, monkeypatch):
     assert stale({"backbone_settings": {"oracle-exact": {"metrics": ["entropy"]}}}) == {
         ("evaluate", "oracle-exact", 0), ("evaluate", "oracle-exact", 1)}
     assert stale({"backbone_settings": {"oracle-exact": {"batch_size": 3}}}) == set()  # splits work only
+    assert stale({"sample_coupling": "independent"}) == {("sample", b, s) for b, s in units}
     assert stale({"device": "cuda"}) == {(step, b, s) for step in lsd_workflow.STEPS for b, s in units}
     assert stale({"seeds": [0]}) == {"report"}
     assert stale({"samplers": ["lsd+-euler"]}) == {"report"}  # the other schedules stay what they were
     assert stale({"nfe": [8, 16]}) == {"report"}  # NFE 16: missing outputs, which rerun the jobs anyway
-    # a marker is written (and made an input) only for a stale job, and says why in one line
+    # every job has a rerun request among its inputs: dated 1970 while its settings agree; for a
+    # stale job it is rewritten now and says why in one line
     changed = plan_of({"distill": {"zeta": 0.1}})
-    assert changed.rerun_marker("sample")(_unit("oracle-exact", 0)) == []
-    marker = changed.rerun_marker("schedules")(_unit("oracle-exact", 0))
-    assert marker == [changed.marker_path("schedules")(_unit("oracle-exact", 0))]
+    settled = changed.rerun_request("sample")(_unit("oracle-exact", 0))
+    assert settled == ["work/t/rerun/sample/oracle-exact/seed0.txt"]
+    assert Path(settled[0]).read_text() == lsd_workflow.SETTLED and Path(settled[0]).stat().st_mtime == 0
+    marker = changed.rerun_request("schedules")(_unit("oracle-exact", 0))
+    assert marker == ["work/t/rerun/schedules/oracle-exact/seed0.txt"]
+    assert Path(marker[0]).stat().st_mtime > time.time() - 60
     text = Path(marker[0]).read_text()
     assert text.count("\n") == 1
     assert text.startswith("results/t/settings/schedules/oracle-exact/seed0.json: made with other settings than "
@@ -470,6 +461,9 @@ def test_stamps_mark_exactly_the_jobs_a_change_affects(tmp_path, monkeypatch):
     # an unreadable stamp is stale too
     Path(made.stamp_path("evaluate", "oracle-exact", 0)).write_text("{not json")
     assert ("evaluate", "oracle-exact", 0) in stale({})
+    # a step whose predecessor lost its stamp (an interrupted run) is stale: its inputs' settings are unknown
+    Path(made.stamp_path("sample", "oracle-exact", 1)).unlink()
+    assert stale({}) == {("evaluate", "oracle-exact", 0), ("evaluate", "oracle-exact", 1)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -780,7 +774,7 @@ def run_smoke(tmp_path: Path, backbones) -> Path:
     assert list((results / "benchmarks").rglob("*.tsv")) and list((results / "logs").rglob("*.log"))
     again = snakemake(workdir, "-n", *args)  # a second run has nothing to do
     assert "Nothing to be done" in again.stdout + again.stderr
-    assert not (workdir / "work" / "only" / "rerun").exists()  # and left no rerun marker
+    assert_nothing_stale(workdir / "work" / "only")
     return results
 
 
@@ -804,13 +798,23 @@ def check_reruns(workdir: Path) -> None:
     assert planned("backbone_settings:\n  oracle-exact: {metrics: [entropy]}\n") == {
         "evaluate": 1, "report": 1, "all": 1}
     assert planned("samplers: [euler, lsd+-euler]\n") == {"report": 1, "all": 1}
-    assert planned("") == {}  # the markers of the dry runs above are no inputs once settings agree again
+    assert planned("") == {}  # the requests of the dry runs above are dated back once settings agree again
     # a copy of a fresh clone of the results (no .snakemake/, no samples): the schedules are reused
     fresh = clone_like_copy(workdir, workdir.parent / "fresh", WORKFLOW_FILES + ("only.yaml", "results"))
     out = snakemake(fresh, "-n", "--configfile", SHIPPED["smoke"], "only.yaml")
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
     assert job_counts(text) == {"sample": 1, "evaluate": 1, "report": 1, "all": 1}
+    # a run made because of a stamp, then the same config again: nothing to do, although Snakemake
+    # now remembers the run (its "set of input files changed" trigger sees the same inputs)
+    (workdir / "change.yaml").write_text("name: only\nbackbone_settings:\n  oracle-exact: {metrics: [entropy]}\n")
+    args = ["--configfile", SHIPPED["smoke"], "only.yaml", "change.yaml"]
+    out = snakemake(workdir, "--cores", "2", *args, timeout=900)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert (workdir / ".snakemake").is_dir()
+    again = snakemake(workdir, "-n", *args)
+    assert "Nothing to be done" in again.stdout + again.stderr, (again.stdout + again.stderr)[-3000:]
+    assert_nothing_stale(workdir / "work" / "only")
 
 
 @pytest.mark.slow

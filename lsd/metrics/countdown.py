@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import torch
 
+from .entropy import token_matrix
+
 
 def _tokens(samples) -> torch.Tensor:
-    x = torch.as_tensor(samples)
-    if x.dim() != 2 or x.shape[1] == 0:
-        raise ValueError(f"countdown metric: expected tokens [n, L] with L >= 1, got shape {tuple(x.shape)}")
-    if x.dtype.is_floating_point or x.dtype == torch.bool:
-        raise ValueError(f"countdown metric: expected integer tokens, got {x.dtype}")
-    return x.long()
+    return token_matrix(samples, "countdown metric")
 
 
 def countdown_violations(samples) -> torch.Tensor:

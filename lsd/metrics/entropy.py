@@ -9,15 +9,21 @@ from __future__ import annotations
 import torch
 
 
-def unigram_entropy_per_sample(samples) -> torch.Tensor:
-    """[n] float64: entropy in nats of each row's empirical token distribution (sort-based, no vocab size needed)."""
+def token_matrix(samples, metric: str) -> torch.Tensor:
+    """`samples` as a LongTensor [n, L] of tokens, L >= 1, or a one-line error naming `metric`."""
     x = torch.as_tensor(samples)
     if x.dim() != 2 or x.shape[1] == 0:
-        raise ValueError(f"unigram_entropy: expected tokens [n, L] with L >= 1, got shape {tuple(x.shape)}")
+        raise ValueError(f"{metric}: expected tokens [n, L] with L >= 1, got shape {tuple(x.shape)}")
     if x.dtype.is_floating_point or x.dtype == torch.bool:
-        raise ValueError(f"unigram_entropy: expected integer tokens, got {x.dtype}")
+        raise ValueError(f"{metric}: expected integer tokens, got {x.dtype}")
+    return x.long()
+
+
+def unigram_entropy_per_sample(samples) -> torch.Tensor:
+    """[n] float64: entropy in nats of each row's empirical token distribution (sort-based, no vocab size needed)."""
+    x = token_matrix(samples, "unigram_entropy")
     n, length = x.shape
-    s, _ = torch.sort(x.long(), dim=1)
+    s, _ = torch.sort(x, dim=1)
     new_run = torch.ones_like(s, dtype=torch.bool)
     new_run[:, 1:] = s[:, 1:] != s[:, :-1]
     run = torch.cumsum(new_run.long(), dim=1) - 1  # index of each token's run of equal values

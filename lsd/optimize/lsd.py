@@ -43,9 +43,8 @@ states every reading, its default and its source):
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 
@@ -56,186 +55,22 @@ from ..draws import pick_destination
 from ..io import progress as progress_bar
 from ..io import provenance
 from ..random import RandomStreams
-from ..sampling import scaled_score, transition_probabilities
+from ..step import scaled_score, transition_probabilities
 from ..schedule import Schedule
+from .lsd_grid import best_partition, transition_costs, transition_grid
+from .lsd_objective import (DEFAULT_SPACE, ENTRIES, FITS, POWER_BOUNDS, SPACES, STARTS, DistillationError, RowLosses,
+                            Training, _entries, _finite, adam_fit, compared_entries, entry_loss, fit_phi,
+                            row_loss)
 from .teacher import TeacherRecord, TrajectoryNoise, teacher_rollout, trajectory_seed
+
+# the objective and LSD+'s grid live in lsd_objective.py and lsd_grid.py; imported from here too
+__all__ = ["DEFAULT_SPACE", "ENTRIES", "FITS", "POWER_BOUNDS", "SPACES", "STARTS", "ZETA_GRID", "DistillationError",
+           "RowLosses", "Training", "adam_fit", "best_partition", "best_start", "compared_entries", "distill",
+           "entry_loss", "fit_coefficients", "fit_phi", "held_out_loss", "perturbed_start", "row_loss",
+           "transition_costs", "transition_grid"]
 
 ZETA_GRID = (0.0, 0.01, 0.05, 0.1, 0.2)
 PERTURB = -4
-POWER_BOUNDS = (0.0, 8.0)
-FITS = ("sgd", "exact")
-SPACES = ("score", "log")
-ENTRIES = ("tokens", "with_mask")
-STARTS = ("teacher", "marginal", "best")
-DEFAULT_SPACE = {"scale": "score", "power": "log"}
-
-
-class DistillationError(RuntimeError):
-    """The optimisation diverged (non-finite loss or coefficient); nothing is written."""
-
-
-def _finite(value: float, what: str) -> float:
-    if not math.isfinite(value):
-        raise DistillationError(f"{what} is not finite ({value}): the optimisation diverged; no schedule written")
-    return value
-
-
-@dataclass(frozen=True)
-class Training:
-    """How each Phi_k is trained (defaults and their sources: module docstring, docs/lsd-training.md).
-
-    fit: "sgd" (Adam from Phi = 1, the paper) or "exact" (the minimiser, an ablation);
-    lr, epochs, minibatch: Adam's learning rate, passes over the trajectories, trajectories per
-    update (the reference code: 1e-2, 16, 1); space: "score" | "log" | None (the convention's
-    default); entries: "tokens" | "with_mask"; start: "teacher" | "marginal" | "best";
-    start_candidates: starts searched by `start="best"`."""
-
-    fit: str = "sgd"
-    lr: float = 1e-2
-    epochs: int = 16
-    minibatch: int = 1
-    space: str | None = None
-    entries: str = "tokens"
-    start: str = "teacher"
-    start_candidates: int = 4
-
-    def __post_init__(self):
-        for key, allowed in (("fit", FITS), ("entries", ENTRIES), ("start", STARTS)):
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{key}: unknown {getattr(self, key)!r}; choose one of {list(allowed)}")
-        if self.space is not None and self.space not in SPACES:
-            raise ValueError(f"space: unknown {self.space!r}; choose one of {list(SPACES)} (or null: the convention's)")
-        if isinstance(self.lr, bool) or not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr)
-                                             and self.lr >= 0):
-            raise ValueError(f"lr: must be a finite number >= 0, got {self.lr!r}")
-        object.__setattr__(self, "lr", float(self.lr))
-        for key, low in (("epochs", 0), ("minibatch", 1), ("start_candidates", 1)):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{key}: must be an integer >= {low}, got {value!r}")
-
-    def loss_space(self, convention: str) -> str:
-        return self.space or DEFAULT_SPACE[convention]
-
-    @classmethod
-    def from_dict(cls, d: dict, strict: bool = False) -> "Training":
-        """The training keys of a dict (None: the default). `strict`: every key must be one of them
-        (a training dict of its own); otherwise other keys are ignored (a sampler definition)."""
-        if strict:
-            unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-            if unknown:
-                raise ValueError(f"training: unknown key {unknown[0]!r}; choose from {list(cls.__dataclass_fields__)}")
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if d.get(k) is not None})
-
-
-def compared_entries(graph: Graph, x: torch.Tensor, x_star: torch.Tensor, entries: str = "tokens") -> torch.Tensor:
-    """Score entries [B, L, dim] the loss runs over: positions where student and teacher states
-    agree (a score is a ratio to the current token, so only then are the two comparable), and
-    destinations the position can move to (on the absorbing graph: masked positions, real tokens);
-    `with_mask` adds the position's own current entry (the mask entry on the absorbing graph)."""
-    weights = graph.reverse_weights(x) > 0
-    if entries == "with_mask":
-        weights = weights | (torch.nn.functional.one_hot(x, graph.dim).bool() & weights.any(-1, keepdim=True))
-    return weights & (x == x_star)[..., None]
-
-
-def entry_loss(student: torch.Tensor, teacher: torch.Tensor, phi, convention: str, space: str):
-    """Summed L2 loss of coefficient `phi` on compared entries: `student`/`teacher` are scores in
-    `score` space and log-scores in `log` space."""
-    if space == "score":
-        if convention == "scale":
-            return ((teacher - phi * student) ** 2).sum()
-        return ((teacher - torch.exp(phi * torch.log(student.clamp_min(1e-300)))) ** 2).sum()
-    if convention == "power":
-        return ((teacher - phi * student) ** 2).sum()
-    return ((teacher - student - torch.log(phi)) ** 2).sum()
-
-
-def fit_phi(s: torch.Tensor, s_star: torch.Tensor, convention: str, space: str = "score") -> tuple[float, float, float]:
-    """Exact best Phi for vectors of student and teacher entries (scores, or log-scores in `log`
-    space): (Phi, loss at Phi, loss at 1)."""
-    if s.numel() == 0:
-        return 1.0, 0.0, 0.0
-    if space == "log":
-        if convention == "power":  # Phi log s against log s*: least squares through the origin
-            ss = float((s * s).sum())
-            phi = float((s * s_star).sum()) / ss if ss > 0 else 1.0
-        else:  # log Phi + log s against log s*: log Phi is the mean difference
-            phi = math.exp(float((s_star - s).mean()))
-        def loss(p: float) -> float:
-            return float(entry_loss(s, s_star, torch.tensor(p, dtype=torch.float64), convention, space))
-    elif convention == "scale":
-        ss = float((s * s).sum())
-        phi = float((s * s_star).sum()) / ss if ss > 0 else 1.0
-        loss = lambda p: float(((s_star - p * s) ** 2).sum())  # noqa: E731
-    else:
-        from scipy.optimize import minimize_scalar
-
-        log_s = torch.log(s.clamp_min(1e-300))
-        loss = lambda p: float(((s_star - torch.exp(p * log_s)) ** 2).sum())  # noqa: E731
-        phi = float(minimize_scalar(loss, bounds=POWER_BOUNDS, method="bounded",
-                                    options={"xatol": 1e-6}).x)
-    return _finite(phi, "coefficient"), _finite(loss(phi), "loss"), loss(1.0)
-
-
-class RowLosses:
-    """Per-trajectory losses of one student step as functions of Phi (differentiable), from
-    sufficient statistics where the loss is quadratic in Phi or log Phi, else from the entries."""
-
-    def __init__(self, convention: str, space: str):
-        self.convention, self.space = convention, space
-        self.stats, self.rows = [], []
-
-    def add(self, student: torch.Tensor, teacher: torch.Tensor, compared: torch.Tensor) -> None:
-        """Student/teacher entries [B, L, dim] (scores or log-scores) and the compared mask."""
-        if self.space == "score" and self.convention == "power":
-            self.rows += [(student[i][compared[i]], teacher[i][compared[i]]) for i in range(len(student))]
-            return
-        # per-row dot products through bmm: no [B, L, dim] temporaries beyond the two masked copies
-        flat = lambda v: v.masked_fill(~compared, 0.0).reshape(len(v), 1, -1)  # noqa: E731
-        dot = lambda a, b: torch.bmm(a, b.transpose(1, 2))[:, 0, 0]  # noqa: E731
-        s, t = flat(student), flat(teacher)
-        if self.space == "log" and self.convention == "scale":
-            d = t.sub_(s)
-            count = compared.reshape(len(compared), -1).sum(-1).to(d.dtype)
-            self.stats.append(torch.stack([count, d.sum((1, 2)), dot(d, d)], -1))
-        else:  # t - Phi s: sum t^2 - 2 Phi sum s t + Phi^2 sum s^2
-            self.stats.append(torch.stack([dot(t, t), dot(s, t), dot(s, s)], -1))
-
-    def __len__(self):
-        return len(self.rows) if self.rows else sum(len(s) for s in self.stats)
-
-    def __call__(self, phi: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Losses [len(idx)] of trajectories `idx` at coefficient `phi`."""
-        if self.rows or not self.stats:
-            return torch.stack([entry_loss(*self.rows[i], phi, self.convention, self.space) for i in idx.tolist()])
-        st = torch.cat(self.stats)[idx]
-        if self.space == "log" and self.convention == "scale":
-            lp = torch.log(phi)
-            return st[:, 2] - 2 * lp * st[:, 1] + lp * lp * st[:, 0]
-        return st[:, 0] - 2 * phi * st[:, 1] + phi * phi * st[:, 2]
-
-
-def adam_fit(losses: RowLosses, training: Training, seed: int) -> tuple[float, int]:
-    """Train one coefficient from Phi = 1 with Adam on mini-batches of trajectories (mean loss per
-    mini-batch, a fresh shuffle per epoch from `seed`): (Phi, number of Adam updates)."""
-    n = len(losses)
-    phi = torch.ones((), dtype=torch.float64, requires_grad=True)
-    if n == 0 or training.epochs == 0:
-        return 1.0, 0
-    opt = torch.optim.Adam([phi], lr=training.lr)
-    gen = torch.Generator().manual_seed(seed)
-    updates = 0
-    with torch.enable_grad():
-        for _ in range(training.epochs):
-            order = torch.randperm(n, generator=gen)
-            for i in range(0, n, training.minibatch):
-                opt.zero_grad()
-                loss = losses(phi, order[i:i + training.minibatch]).mean()
-                loss.backward()
-                opt.step()
-                updates += 1
-    return _finite(float(phi.detach()), "coefficient"), updates
 
 
 def _start_positions(graph: Graph, x: torch.Tensor, ids: torch.Tensor, zeta: float, seed: int, stream: int):
@@ -267,25 +102,6 @@ def perturbed_start(graph: Graph, record: TeacherRecord, rows: slice, ids: torch
 
 
 BEST_STREAM_STRIDE = 16  # candidate j of `start="best"` draws from stream PERTURB - 16 j
-
-
-def _entries(log_s: torch.Tensor, log_s_star: torch.Tensor, compared: torch.Tensor, space: str):
-    """(student, teacher, compared) in the loss space: scores, or log-scores where both scores
-    are non-zero in float64 (log 0 is undefined; backbones write it as a large negative number)."""
-    if space == "score":
-        return torch.exp(log_s), torch.exp(log_s_star), compared
-    nonzero = (torch.exp(log_s) > 0) & (torch.exp(log_s_star) > 0)
-    return log_s, log_s_star, compared & nonzero
-
-
-def row_loss(log_s, log_s_star, compared, phi: float, convention: str, space: str) -> torch.Tensor:
-    """Loss [B] of each trajectory at one step with coefficient `phi`."""
-    student, teacher, compared = _entries(log_s, log_s_star, compared, space)
-    if space == "score":
-        pred = scaled_score(log_s, phi, convention)
-    else:
-        pred = phi * student if convention == "power" else student + math.log(phi)
-    return torch.where(compared, (teacher - pred) ** 2, 0.0).sum((1, 2))
 
 
 def _rollout_loss(model, graph, noise, record, grid, idx, x, coefficients, *, base, convention, space, entries,
@@ -407,75 +223,6 @@ def fit_coefficients(model, graph: Graph, noise: Noise, record: TeacherRecord, g
     bar.close()
     return {"coefficients": coefficients, "loss": losses, "loss_at_phi_1": losses_at_one, "calls": calls,
             "adam_updates": updates, "samples": torch.cat([student[b].cpu() for b in range(len(batches))])}
-
-
-def best_partition(cost: torch.Tensor, nfe: int) -> list:
-    """Indices 0 = g_0 < g_1 < ... < g_nfe = G minimising sum_k cost[g_k, g_{k+1}] (dynamic programming).
-
-    `cost` is [G + 1, G + 1]; entries with b <= a are never used. Always returns a valid grid
-    (strictly increasing, from 0 to G), whatever the costs, as long as nfe <= G."""
-    G = cost.shape[0] - 1
-    if not 1 <= nfe <= G:
-        raise ValueError(f"grid: need 1 <= nfe <= {G} candidate intervals, got {nfe}")
-    finite = torch.nan_to_num(cost.double(), nan=float("inf"), posinf=float("inf"), neginf=float("inf"))
-    forward = torch.triu(torch.ones(G + 1, G + 1, dtype=torch.bool), diagonal=1)
-    # invalid (b <= a) transitions cost more than any valid path, so they are never chosen
-    big = float(finite[forward & torch.isfinite(finite)].abs().sum()) * 2 + 1.0 if torch.isfinite(finite[forward]).any() else 1.0
-    finite = torch.where(forward, torch.where(torch.isfinite(finite), finite, big), float("inf"))
-    best = torch.full((nfe + 1, G + 1), float("inf"), dtype=torch.float64)
-    back = torch.zeros((nfe + 1, G + 1), dtype=torch.long)
-    best[0, 0] = 0.0
-    for k in range(1, nfe + 1):  # best[k, b]: least cost of reaching b from 0 in k steps
-        best[k], back[k] = (best[k - 1][:, None] + finite).min(0)
-    grid = [G]
-    for k in range(nfe, 0, -1):
-        grid.append(int(back[k, grid[-1]]))
-    grid = grid[::-1]
-    if grid[0] != 0 or any(a >= b for a, b in zip(grid, grid[1:])):
-        raise DistillationError(f"grid: no valid {nfe}-step grid among {G} candidate intervals")
-    return grid
-
-
-@torch.no_grad()
-def transition_costs(graph: Graph, noise: Noise, record: TeacherRecord, base: str,
-                     max_trajectories: int = 16) -> torch.Tensor:
-    """cost[a, b] of replacing the teacher between candidates a < b by one student step.
-
-    cost(a, b) = || Phi m_ab - (P_b - P_a) ||_1, where m_ab are the student's one-step move
-    probabilities from the teacher state at t_a to t_b, P the teacher's summed moves and Phi
-    the L2-best coefficient of the interval. L1, not L2: probability vectors of diffuse token
-    distributions have tiny L2 norms, and an L2 cost lets the early, most parallel steps grow
-    (on the exact toy, an L2 cost made 4-step sampling worse than the uniform grid).
-    Computed once per teacher record and base rule (memoised on the record)."""
-    key = (base, max_trajectories)
-    if key in record.grid_costs:
-        return record.grid_costs[key]
-    G = len(record.times) - 1
-    n = min(max_trajectories, record.states.shape[1])
-    cost = torch.full((G + 1, G + 1), float("inf"), dtype=torch.float64)
-    for a in range(G):
-        x = record.states[a, :n]
-        score = torch.exp(record.log_scores[a, :n].double())
-        for b in range(a + 1, G + 1):
-            m, _ = transition_probabilities(graph, noise, base, record.times[a], record.times[b], x, score,
-                                            final=b == G)
-            dp = (record.cum_move[b, :n] - record.cum_move[a, :n]).double()
-            mm, md = float((m * m).sum()), float((m * dp).sum())
-            phi = md / mm if mm > 0 else 1.0
-            cost[a, b] = float((phi * m - dp).abs().sum())
-    record.grid_costs[key] = cost
-    return cost
-
-
-def transition_grid(graph: Graph, noise: Noise, record: TeacherRecord, nfe: int, base: str) -> tuple[list, list]:
-    """LSD+'s time grid: the nfe-step subset of the candidate times of least total transition cost."""
-    G = len(record.times) - 1
-    if nfe > G:
-        raise ValueError(f"lsd+: nfe ({nfe}) exceeds the teacher's candidate times ({G}); raise --candidates")
-    cost = transition_costs(graph, noise, record, base)
-    grid = best_partition(cost, nfe)
-    return grid, [float(cost[a, b]) for a, b in zip(grid, grid[1:])]
-
 
 
 def distill(model, graph: Graph, noise: Noise, *, method: str, nfe: int, length: int, base: str = "euler",

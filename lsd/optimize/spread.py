@@ -50,7 +50,7 @@ from ..diffusion.noise import Noise
 from ..diffusion.scores import CallCounter
 from ..io import progress as progress_bar, provenance
 from ..random import INIT, RandomStreams
-from ..sampling import step_probabilities
+from ..step import step_probabilities
 from ..schedule import Schedule
 from ..selection import spread_step
 from .lsd import DistillationError, transition_grid

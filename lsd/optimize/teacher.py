@@ -23,8 +23,8 @@ from ..diffusion.graph import AbsorbingGraph, Graph
 from ..diffusion.noise import Noise
 from ..draws import TrajectoryNoise
 from ..io import progress as progress_bar
-from ..sampling import (exact_rows, rows_at, scaled_score, sparse_chunk_rows, step_move_factor,
-                        transition_probabilities)
+from ..sparse_step import exact_rows, rows_at, sparse_chunk_rows, step_move_factor
+from ..step import scaled_score, transition_probabilities
 
 INDEPENDENT_SALT = 0x5D5D5D5D
 

@@ -14,7 +14,7 @@ import torch
 
 from ..diffusion.graph import Graph
 from ..diffusion.noise import Noise
-from ..sampling import step_probabilities
+from ..step import step_probabilities
 from ..schedule import Schedule
 
 

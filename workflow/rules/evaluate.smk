@@ -11,7 +11,7 @@ rule evaluate:
         checkpoint=PLAN.checkpoint_files,
         samples=PLAN.unit_samples(),
         fid_stats=PLAN.fid_inputs,
-        rerun=PLAN.rerun_marker("evaluate"),
+        rerun=PLAN.rerun_request("evaluate"),
     output:
         records=PLAN.unit_records(),
         stamp=PLAN.stamp_path("evaluate", "{backbone}", "{seed}"),
@@ -20,7 +20,6 @@ rule evaluate:
         flags=PLAN.evaluate_flags,
         env=PLAN.env(),
         stamp=PLAN.stamp_param("evaluate"),
-        marker=PLAN.marker_path("evaluate"),
     log:
         PLAN.log("evaluate"),
     benchmark:
@@ -35,4 +34,3 @@ rule evaluate:
         " --samples {input.samples:q} {params.flags} --seed {wildcards.seed:q} --out {output.records:q}"
         " > {log:q} 2>&1"
         " && printf '%s\\n' {params.stamp:q} > {output.stamp:q}.tmp && mv {output.stamp:q}.tmp {output.stamp:q}"
-        " && rm -f {params.marker:q}"

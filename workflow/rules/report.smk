@@ -8,7 +8,7 @@ rule report:
     input:
         records=PLAN.records(),
         schedules=PLAN.learned_schedules(),
-        rerun=PLAN.rerun_marker("report"),
+        rerun=PLAN.rerun_request("report"),
     output:
         csv=report(
             PLAN.report_outputs()["csv"],
@@ -46,7 +46,6 @@ rule report:
         out=lambda wildcards, output: str(Path(output.csv).parent),
         flags=PLAN.report_flags(),
         stamp=PLAN.stamp_param("report"),
-        marker=PLAN.marker_path("report"),
     log:
         PLAN.path(lsd_workflow.REPORT_LOG),
     benchmark:
@@ -58,4 +57,3 @@ rule report:
         "{params.lsd} --threads {threads} report --records {params.records:q} --schedules {params.schedules:q}"
         " {params.flags} --out {params.out:q} > {log:q} 2>&1"
         " && printf '%s\\n' {params.stamp:q} > {output.stamp:q}.tmp && mv {output.stamp:q}.tmp {output.stamp:q}"
-        " && rm -f {params.marker:q}"

@@ -10,7 +10,7 @@ rule sample:
         downloads=PLAN.backbone_downloads,
         checkpoint=PLAN.checkpoint_files,
         schedules=PLAN.unit_sample_schedules(),
-        rerun=PLAN.rerun_marker("sample"),
+        rerun=PLAN.rerun_request("sample"),
     output:
         samples=PLAN.unit_samples() if config["keep_samples"] else temp(PLAN.unit_samples()),
         meta=PLAN.unit_sample_records() if config["keep_samples"] else temp(PLAN.unit_sample_records()),
@@ -20,7 +20,6 @@ rule sample:
         flags=PLAN.sample_flags,
         env=PLAN.env(),
         stamp=PLAN.stamp_param("sample"),
-        marker=PLAN.marker_path("sample"),
     log:
         PLAN.log("sample"),
     benchmark:
@@ -35,4 +34,3 @@ rule sample:
         " --schedule {input.schedules:q} --seed {wildcards.seed:q} {params.flags} --quiet"
         " --out {output.samples:q} > {log:q} 2>&1"
         " && printf '%s\\n' {params.stamp:q} > {output.stamp:q}.tmp && mv {output.stamp:q}.tmp {output.stamp:q}"
-        " && rm -f {params.marker:q}"

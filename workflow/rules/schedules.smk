@@ -14,7 +14,7 @@ rule schedules:
         downloads=PLAN.backbone_downloads,
         checkpoint=PLAN.checkpoint_files,
         files=PLAN.file_inputs,
-        rerun=PLAN.rerun_marker("schedules"),
+        rerun=PLAN.rerun_request("schedules"),
     output:
         schedules=PLAN.unit_schedules(),
         stamp=PLAN.stamp_path("schedules", "{backbone}", "{seed}"),
@@ -24,7 +24,6 @@ rule schedules:
         out_dir=PLAN.schedule_dir,
         env=PLAN.env(),
         stamp=PLAN.stamp_param("schedules"),
-        marker=PLAN.marker_path("schedules"),
     log:
         PLAN.log("schedules"),
     benchmark:
@@ -38,4 +37,3 @@ rule schedules:
         "{params.env} {params.lsd} --threads {threads} schedules --backbone {wildcards.backbone:q}"
         " --seed {wildcards.seed:q} {params.flags} --out-dir {params.out_dir:q} > {log:q} 2>&1"
         " && printf '%s\\n' {params.stamp:q} > {output.stamp:q}.tmp && mv {output.stamp:q}.tmp {output.stamp:q}"
-        " && rm -f {params.marker:q}"

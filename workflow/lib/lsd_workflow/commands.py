@@ -33,7 +33,8 @@ class CommandLines:
 
     def sample_flags(self, wildcards) -> str:
         s = self.settings[wildcards.backbone]
-        flags = f"--num-samples {s['num_samples']} --batch-size {s['batch_size']} --device {self.config['device']}"
+        flags = (f"--num-samples {s['num_samples']} --batch-size {s['batch_size']} --device {self.config['device']} "
+                 f"--coupling {self.config['sample_coupling']}")
         if s.get("length"):
             flags += f" --length {s['length']}"
         return flags

@@ -13,7 +13,7 @@ from .facts import HUB_REPOS, HUB_TOKENIZER
 # Output layout (relative to the working directory). Each config has a name (config.name, or
 # the file name of the last --configfile, or `default` for config.yaml alone) and its own
 # folders: results/<name>/ (committed for the embedded default) and <work_dir>/<name>/ (samples,
-# rerun markers). One file per cell (backbone, sampler, NFE, seed); one job, log, benchmark and
+# rerun requests). One file per cell (backbone, sampler, NFE, seed); one job, log, benchmark and
 # settings stamp per unit of work (backbone, seed) and rule. Patterns of {results} and {work}.
 RESULTS_ROOT = "results"
 SCHEDULE_DIR = "{results}/schedules/{backbone}"
@@ -35,7 +35,7 @@ REPORT_OUTPUTS = {
     "figures": "{results}/figures",
     "readme": "{results}/README.md",
 }
-# What each job was run with (stamps.py) and the rerun markers of the stale ones.
+# What each job was run with (stamps.py) and the rerun requests of its jobs.
 STAMP = "{results}/settings/{step}/{backbone}/seed{seed}.json"
 REPORT_STAMP = "{results}/settings/report.json"
 RERUN = "{work}/rerun/{what}.txt"

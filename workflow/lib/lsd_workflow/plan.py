@@ -40,7 +40,7 @@ class Plan(Checks, Layout, CommandLines, Stamps):
             raise ConfigError("config.name: not set; call resolve_name(config, configfiles) first")
         self.name = config["name"]
         self.results = f"{RESULTS_ROOT}/{self.name}"
-        self.work = f"{config['work_dir']}/{self.name}"  # samples and rerun markers of this config
+        self.work = f"{config['work_dir']}/{self.name}"  # samples and rerun requests of this config
         self.shared_work = config["work_dir"]  # what every config may share (the digits classifier)
         self._stale = {}
 

@@ -1,17 +1,21 @@
 """Settings stamps: what each job was run with, and which jobs a changed config reruns.
 
 A settings stamp per unit and step (and one for the report) is written by the job after its
-command succeeded and committed with the results. When the config asks a job for other settings
-than its stamp records, parsing the workflow writes a rerun marker (the reason, in one line)
-and makes it an input of the job: newer than the job's outputs, so Snakemake reruns it, in a
-fresh clone too (Snakemake's own records in .snakemake/ are not committed, and it does not
-remake a missing input of a job whose outputs exist). The job deletes its marker once it
-succeeded.
+command succeeded and committed with the results. Every job also has a rerun request, a small
+file under work/<name>/rerun/ that is always one of its inputs (so the set of a job's inputs
+never changes between runs, which Snakemake's own records in .snakemake/ would take as a
+reason to rerun). While the job's stamp agrees with the config, the request says so and is
+dated 1970, older than any output; when the config asks for other settings, parsing the
+workflow rewrites it with the reason and the time, newer than the job's outputs, so Snakemake
+reruns the job, in a fresh clone too (.snakemake/ is not committed, and Snakemake does not
+remake a missing input of a job whose outputs exist). Once the stamp agrees again, the next
+parse dates the request back to 1970.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,10 +25,12 @@ from .layout import REPORT_STAMP, RERUN, STAMP, write_text_atomic
 
 STAMP_FORMAT = "lsd-workflow-settings/1"
 STEPS = ("schedules", "sample", "evaluate")
+# A rerun request while the stamp agrees with the config.
+SETTLED = "settings as stamped: nothing to rerun\n"
 
 
 class Stamps:
-    """The settings stamps and rerun markers of a `Plan`'s jobs."""
+    """The settings stamps and rerun requests of a `Plan`'s jobs."""
 
     def step_settings(self, step: str, backbone: str | None = None) -> dict:
         """What a job's results depend on beyond its input files (whose changes Snakemake sees by
@@ -37,7 +43,8 @@ class Stamps:
             return {"samplers": json.loads(self.samplers_json()), "distill": distill, "device": device}
         if step == "sample":
             s = self.settings[backbone]
-            return {"num_samples": s["num_samples"], "length": s.get("length"), "device": device}
+            return {"num_samples": s["num_samples"], "length": s.get("length"),
+                    "coupling": self.config["sample_coupling"], "device": device}
         if step == "evaluate":
             metrics = list(self.settings[backbone]["metrics"])
             out = {"metrics": metrics, "device": device}
@@ -86,27 +93,32 @@ class Stamps:
                     difference = f"unreadable ({one_line(err)})"
                 if difference:
                     reason = f"{path}: made with other settings than the config asks for: {difference}"
+                elif step in ("sample", "evaluate"):
+                    # the step it used lost its stamp (an interrupted run deletes the outputs of its
+                    # running jobs, stamp included): what this job used is of unknown settings, and
+                    # Snakemake would not remake those missing files while this job's outputs exist
+                    before = STEPS[STEPS.index(step) - 1]
+                    if not Path(self.stamp_path(before, backbone, seed)).is_file():
+                        reason = (f"{path}: the {before} step it used has no settings stamp "
+                                  f"({self.stamp_path(before, backbone, seed)} missing)")
             self._stale[key] = reason
         return self._stale[key]
 
-    def marker_path(self, step: str):
-        """params: of a rule: the job's rerun marker, which it deletes once it succeeded (made or not)."""
-        if step == "report":
-            return self.path(RERUN, what="report")
-        return lambda wildcards: self.path(RERUN, what=f"{step}/{wildcards.backbone}/seed{wildcards.seed}")
-
-    def rerun_marker(self, step: str):
-        """input: of a rule: the job's rerun marker, written now, when its stamp records other
-        settings than the config asks for; else nothing."""
+    def rerun_request(self, step: str):
+        """input: of a rule: the job's rerun request (see the module's docstring), written now."""
         def marker(wildcards=None):
             backbone, seed = (None, None) if step == "report" else (wildcards.backbone, wildcards.seed)
+            what = "report" if step == "report" else f"{step}/{backbone}/seed{seed}"
+            path = Path(self.path(RERUN, what=what))
             reason = self.stale(step, backbone, seed)
-            if reason is None:
-                return []
-            path = self.marker_path(step)
-            path = Path(path if step == "report" else path(wildcards))
-            # the time makes each marker's content new: Snakemake skips an input whose checksum it saw before
-            write_text_atomic(path, f"{reason} (noted at {time.time_ns()})\n")
+            if reason is not None:
+                # the time makes each request's content new: Snakemake skips an input whose checksum it saw before
+                write_text_atomic(path, f"{reason} (noted at {time.time_ns()})\n")
+            else:
+                if not path.is_file() or path.read_text() != SETTLED:
+                    write_text_atomic(path, SETTLED)
+                if path.stat().st_mtime != 0:
+                    os.utime(path, (0, 0))
             return [str(path)]
 
         return marker
