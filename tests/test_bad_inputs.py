@@ -418,8 +418,10 @@ def test_ctrl_c_exits_130_in_one_line_and_writes_nothing(tmp_path):
               f"sys.exit(main({['--threads', '1', *SAMPLE, str(tmp_path / 'long.json'), '--num-samples', '64', '--out', str(out)]!r}))")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("LSD_DEBUG", None)
+    # a shell without job control starts background commands with SIGINT ignored, and Python keeps an
+    # ignored SIGINT ignored: restore the default in the child, as a terminal's Ctrl-C would find it
     proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=REPO, env=env)
+                            cwd=REPO, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(1.5)  # inside the sampling loop
     assert proc.poll() is None, "the command ended before it could be interrupted"
