@@ -35,7 +35,8 @@ import pandas as pd
 import lsd
 from lsd.io import atomic_write_text
 from lsd.metrics import bootstrap_interval
-from lsd.optimize.lsd import Training, distill
+from lsd.optimize.lsd import distill
+from lsd.optimize.lsd_objective import Training
 
 from .distill_quality import load_study, sample_rows, seed_teacher, study_parser
 

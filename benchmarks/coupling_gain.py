@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lsd.io import atomic_write_text
+
 BACKBONES = ("oracle-exact", "tiny-sedd-text", "tiny-radd-text")
 SAMPLERS = ("euler-T0.9", "jys-euler", "lsd-euler", "lsd+-euler")
 
@@ -40,10 +42,12 @@ def cell(root: Path, backbone: str, sampler: str, nfe: int, seeds, metric: str) 
     return {"corr": float(np.mean(corr)), "se": float(np.mean(se)), "between": float(np.std(means, ddof=1))}
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--independent", required=True, type=Path)
     ap.add_argument("--coupled", required=True, type=Path)
+    ap.add_argument("--backbones", nargs="+", default=list(BACKBONES))
+    ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
     ap.add_argument("--nfe", type=int, nargs="+", default=[8, 32])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--metric", default="oracle_nll")
@@ -57,8 +61,8 @@ def main(argv=None) -> None:
              "`python -m benchmarks.coupling_gain` (its docstring says how).", "",
              "| backbone | sampler | NFE | corr indep. | corr coupled | within-seed SE indep. | coupled | "
              "between-seed sd indep. | coupled |", "|---|---|---|---|---|---|---|---|---|"]
-    for backbone in BACKBONES:
-        for sampler in SAMPLERS:
+    for backbone in args.backbones:
+        for sampler in args.samplers:
             for nfe in args.nfe:
                 i = cell(args.independent, backbone, sampler, nfe, args.seeds, args.metric)
                 c = cell(args.coupled, backbone, sampler, nfe, args.seeds, args.metric)
@@ -66,8 +70,9 @@ def main(argv=None) -> None:
                              f"{c['se']:.4f} | {i['between']:.4f} | {c['between']:.4f} |")
     text = "\n".join(lines) + "\n"
     if args.out:
-        args.out.write_text(text)
+        atomic_write_text(args.out, text)
     print(text)
+    return text
 
 
 if __name__ == "__main__":

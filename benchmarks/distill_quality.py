@@ -9,7 +9,7 @@ between seeds is reported beside them. Rows:
   euler, tweedie                uniform grids, Phi = 1
   jys-euler                     Jump Your Steps grid
   lsd-*, lsd+-*                 paper convention (scale: Phi * s), coupled teacher/student,
-                                trained as `lsd.optimize.lsd.Training()` says (Adam from Phi = 1,
+                                trained as `lsd.optimize.lsd_objective.Training()` says (Adam from Phi = 1,
                                 relaxed start with the teacher's tokens; docs/lsd-training.md)
   *-independent                 the same without coupling (ablation)
   *-power                       reference-code convention (s^Phi, fitted on log s)

@@ -58,7 +58,8 @@ from benchmarks.common import IntervalTimer, fit_line, gib, machine, sync, table
 from benchmarks.distill_overhead import record_bytes  # noqa: E402
 from lsd.backbones.dit import DiTConfig, build_dit  # noqa: E402
 from lsd.io import atomic_write_json, atomic_write_text  # noqa: E402
-from lsd.optimize.lsd import distill, transition_costs  # noqa: E402
+from lsd.optimize.lsd import distill  # noqa: E402
+from lsd.optimize.lsd_grid import transition_costs  # noqa: E402
 from lsd.optimize.teacher import TeacherRecord, teacher_rollout  # noqa: E402
 
 # The paper's grid (projection). Samplers: the rows of Table 1 as this harness names them.

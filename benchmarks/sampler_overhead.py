@@ -4,8 +4,8 @@ The model is a small SEDD-style DiT (random weights) at 50,258 classes (GPT-2's 
 and a mask), where the sampler's float64 work is largest next to the network. In one process,
 on the same batches, alternating:
 - before: `lsd.sample(..., dense=True)`, every step's float64 [B, L, dim] probabilities (the
-  specification, kept as `lsd.sampling.dense_step`);
-- after: the default sparse steps (`lsd.sampling.sparse_step`): a float32 bound on each
+  specification, kept as `lsd.step.dense_step`);
+- after: the default sparse steps (`lsd.sparse_step.sparse_step`): a float32 bound on each
   position's move mass, float64 rows only for the positions that may move.
 Both runs must give the same samples bit for bit (checked). Goal: at most 10% after.
 Also: sampling / (NFE x one forward pass timed apart), noisier on shared cores; and the same

@@ -32,7 +32,8 @@ import torch  # noqa: E402
 import lsd  # noqa: E402
 from benchmarks.common import fit_line, set_threads, sync  # noqa: E402
 from lsd.backbones.dit import DiTConfig, build_dit  # noqa: E402
-from lsd.optimize.lsd import distill, transition_costs  # noqa: E402
+from lsd.optimize.lsd import distill  # noqa: E402
+from lsd.optimize.lsd_grid import transition_costs  # noqa: E402
 from lsd.optimize.teacher import teacher_rollout  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -12,7 +12,8 @@ __version__ = "0.1.0"
 
 from .diffusion import (AbsorbingGraph, CallCounter, CTMCGraph, DenoiserScore, ExponentialNoise, GaussianGraph,
                         GeometricNoise, LogLinearNoise, UniformGraph, X0Score, make_graph, make_noise)
-from .sampling import Step, sample
+from .sampling import sample
+from .step import Step
 from .schedule import Schedule, ScheduleError
 
 __all__ = ["Schedule", "ScheduleError", "sample", "Step", "AbsorbingGraph", "UniformGraph", "CTMCGraph",

@@ -40,15 +40,8 @@ from .draws import TrajectoryNoise
 from .io import progress as progress_bar
 from .random import INIT, RandomStreams
 from .schedule import Schedule, check_graph
-from .sparse_step import (coupled_sparse_step, exact_rows, rows_at, sparse_chunk_rows, sparse_step,
-                          step_move_factor, supports_sparse_step)
-from .step import (Step, check_base, dense_step, draw_step, draw_tauleap, poisson_quantile, scaled_score,
-                   step_probabilities, transition_probabilities)
-
-# the step and the sparse step live in step.py and sparse_step.py; imported from here too
-__all__ = ["COUPLINGS", "Step", "check_base", "coupled_sparse_step", "dense_step", "draw_step", "draw_tauleap", "exact_rows",
-           "poisson_quantile", "rows_at", "sample", "scaled_score", "sparse_chunk_rows", "sparse_step",
-           "step_move_factor", "step_probabilities", "supports_sparse_step", "transition_probabilities"]
+from .sparse_step import coupled_sparse_step, sparse_step, supports_sparse_step
+from .step import Step, check_base, draw_step, step_probabilities
 
 COUPLINGS = ("independent", "coupled")
 

@@ -10,7 +10,7 @@ import lsd
 from lsd.diffusion import CTMCGraph, ExponentialNoise, GaussianGraph, X0Score, make_graph, make_noise
 from lsd.diffusion.ctmc import gaussian_rate_matrix
 from lsd.random import RandomStreams
-from lsd.sampling import draw_tauleap, poisson_quantile, transition_probabilities
+from lsd.step import draw_tauleap, poisson_quantile, transition_probabilities
 from lsd.tasks.toy import ExactScore, ToyDistribution, sampler_law, total_variation
 
 DIGITS = dict(num_tokens=17, rate_sigma=6.0 * 17 / 256, q_sigma=512.0 * 17 / 256)

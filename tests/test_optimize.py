@@ -7,8 +7,9 @@ import torch
 
 import lsd
 from lsd import AbsorbingGraph, GeometricNoise, LogLinearNoise, Schedule, UniformGraph
-from lsd.optimize.lsd import (STARTS, DistillationError, RowLosses, Training, adam_fit, best_partition, best_start,
-                              distill, fit_coefficients, fit_phi, perturbed_start)
+from lsd.optimize.lsd import best_start, distill, fit_coefficients, perturbed_start
+from lsd.optimize.lsd_grid import best_partition
+from lsd.optimize.lsd_objective import STARTS, DistillationError, RowLosses, Training, adam_fit, fit_phi
 from lsd.optimize.teacher import teacher_rollout
 from lsd.tasks.toy import ExactScore, ToyDistribution, sampler_law, total_variation
 
@@ -52,7 +53,7 @@ def test_closed_form_phi_is_the_minimiser():
     log_s, log_t = torch.log(s), torch.log(s_star)
     for convention in ("power", "scale"):
         phi_log, loss_log, loss_log_one = fit_phi(log_s, log_t, convention, "log")
-        numeric = minimize_scalar(lambda p: float(lsd.optimize.lsd.entry_loss(
+        numeric = minimize_scalar(lambda p: float(lsd.optimize.lsd_objective.entry_loss(
             log_s, log_t, torch.tensor(p, dtype=torch.float64), convention, "log")), bounds=(1e-3, 10),
             method="bounded", options={"xatol": 1e-9}).x
         assert phi_log == pytest.approx(numeric, rel=1e-5) and loss_log <= loss_log_one
@@ -270,7 +271,7 @@ def test_temperature_reshapes_destinations_only():
     cold = Schedule(base.base, base.times, temperature=0.5)
     x = torch.full((2, 4), 3)
     sb = noise.total(torch.full((2,), 1.0, dtype=torch.float64))
-    from lsd.sampling import step_probabilities
+    from lsd.step import step_probabilities
 
     m1, s1 = step_probabilities(graph, noise, base, 0, x, model(x, sb))
     m2, s2 = step_probabilities(graph, noise, cold, 0, x, model(x, sb))

@@ -451,10 +451,10 @@ def test_stamps_mark_exactly_the_jobs_a_change_affects(tmp_path, monkeypatch):
     settled = changed.rerun_request("sample")(_unit("oracle-exact", 0))
     assert settled == ["work/t/rerun/sample/oracle-exact/seed0.txt"]
     assert Path(settled[0]).read_text() == lsd_workflow.SETTLED and Path(settled[0]).stat().st_mtime == 0
-    marker = changed.rerun_request("schedules")(_unit("oracle-exact", 0))
-    assert marker == ["work/t/rerun/schedules/oracle-exact/seed0.txt"]
-    assert Path(marker[0]).stat().st_mtime > time.time() - 60
-    text = Path(marker[0]).read_text()
+    stale_request = changed.rerun_request("schedules")(_unit("oracle-exact", 0))
+    assert stale_request == ["work/t/rerun/schedules/oracle-exact/seed0.txt"]
+    assert Path(stale_request[0]).stat().st_mtime > time.time() - 60
+    text = Path(stale_request[0]).read_text()
     assert text.count("\n") == 1
     assert text.startswith("results/t/settings/schedules/oracle-exact/seed0.json: made with other settings than "
                            "the config asks for: distill.zeta: 0.05 recorded, 0.1 asked for")

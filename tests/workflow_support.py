@@ -30,9 +30,9 @@ def snakemake(cwd: Path, *args, timeout: int = 300) -> subprocess.CompletedProce
                           timeout=timeout, env=env)
 
 
-def assert_refused_in_one_line(out: subprocess.CompletedProcess, expected: str) -> list[str]:
+def assert_refused_in_one_line(out: subprocess.CompletedProcess, expected: str) -> None:
     """The run failed with exactly one `lsd workflow: ...` line, holding `expected`, as its last line
-    (nothing after it: no traceback); returns the output's non-empty lines."""
+    (nothing after it: no traceback)."""
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
     assert out.returncode != 0
     ours = [line for line in lines if line.startswith("lsd workflow: ")]
@@ -40,4 +40,3 @@ def assert_refused_in_one_line(out: subprocess.CompletedProcess, expected: str) 
     assert expected in ours[0], ours[0]
     assert lines[-1] == ours[0]
     assert not any("Traceback" in line for line in lines)
-    return lines

@@ -57,17 +57,10 @@ from ..io import provenance
 from ..random import RandomStreams
 from ..step import scaled_score, transition_probabilities
 from ..schedule import Schedule
-from .lsd_grid import best_partition, transition_costs, transition_grid
-from .lsd_objective import (DEFAULT_SPACE, ENTRIES, FITS, POWER_BOUNDS, SPACES, STARTS, DistillationError, RowLosses,
-                            Training, _entries, _finite, adam_fit, compared_entries, entry_loss, fit_phi,
-                            row_loss)
+from .lsd_grid import transition_grid
+from .lsd_objective import (DEFAULT_SPACE, RowLosses, Training, loss_entries, check_finite, adam_fit,
+                            compared_entries, fit_phi, row_loss)
 from .teacher import TeacherRecord, TrajectoryNoise, teacher_rollout, trajectory_seed
-
-# the objective and LSD+'s grid live in lsd_objective.py and lsd_grid.py; imported from here too
-__all__ = ["DEFAULT_SPACE", "ENTRIES", "FITS", "POWER_BOUNDS", "SPACES", "STARTS", "ZETA_GRID", "DistillationError",
-           "RowLosses", "Training", "adam_fit", "best_partition", "best_start", "compared_entries", "distill",
-           "entry_loss", "fit_coefficients", "fit_phi", "held_out_loss", "perturbed_start", "row_loss",
-           "transition_costs", "transition_grid"]
 
 ZETA_GRID = (0.0, 0.01, 0.05, 0.1, 0.2)
 PERTURB = -4
@@ -193,7 +186,7 @@ def fit_coefficients(model, graph: Graph, noise: Noise, record: TeacherRecord, g
             scores[b] = log_s
             x_star = record.states[a, sl].to(device)
             both = compared_entries(graph, x, x_star, training.entries)
-            student_entries, teacher_entries, both = _entries(log_s, record.log_scores[a, sl].to(device).double(),
+            student_entries, teacher_entries, both = loss_entries(log_s, record.log_scores[a, sl].to(device).double(),
                                                               both, space)
             if training.fit == "exact":
                 s_all.append(student_entries[both])
@@ -209,7 +202,7 @@ def fit_coefficients(model, graph: Graph, noise: Noise, record: TeacherRecord, g
 
             def at(p: float) -> float:
                 return float(row_losses(torch.tensor(p, dtype=torch.float64), everyone).sum()) if len(everyone) else 0.0
-            loss, loss_one = _finite(at(phi), "loss"), at(1.0)
+            loss, loss_one = check_finite(at(phi), "loss"), at(1.0)
         coefficients.append(phi)
         losses.append(loss)
         losses_at_one.append(loss_one)
@@ -309,4 +302,4 @@ def held_out_loss(model, graph, noise, record, grid, schedule: Schedule, couplin
                                 space=training.loss_space(schedule.convention), entries=training.entries,
                                 coupling=coupling, device=device)
         total += float(loss.sum())
-    return _finite(total, "held-out loss")
+    return check_finite(total, "held-out loss")

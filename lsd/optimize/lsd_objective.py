@@ -24,7 +24,7 @@ class DistillationError(RuntimeError):
     """The optimisation diverged (non-finite loss or coefficient); nothing is written."""
 
 
-def _finite(value: float, what: str) -> float:
+def check_finite(value: float, what: str) -> float:
     if not math.isfinite(value):
         raise DistillationError(f"{what} is not finite ({value}): the optimisation diverged; no schedule written")
     return value
@@ -125,7 +125,7 @@ def fit_phi(s: torch.Tensor, s_star: torch.Tensor, convention: str, space: str =
         loss = lambda p: float(((s_star - torch.exp(p * log_s)) ** 2).sum())  # noqa: E731
         phi = float(minimize_scalar(loss, bounds=POWER_BOUNDS, method="bounded",
                                     options={"xatol": 1e-6}).x)
-    return _finite(phi, "coefficient"), _finite(loss(phi), "loss"), loss(1.0)
+    return check_finite(phi, "coefficient"), check_finite(loss(phi), "loss"), loss(1.0)
 
 
 class RowLosses:
@@ -185,10 +185,10 @@ def adam_fit(losses: RowLosses, training: Training, seed: int) -> tuple[float, i
                 loss.backward()
                 opt.step()
                 updates += 1
-    return _finite(float(phi.detach()), "coefficient"), updates
+    return check_finite(float(phi.detach()), "coefficient"), updates
 
 
-def _entries(log_s: torch.Tensor, log_s_star: torch.Tensor, compared: torch.Tensor, space: str):
+def loss_entries(log_s: torch.Tensor, log_s_star: torch.Tensor, compared: torch.Tensor, space: str):
     """(student, teacher, compared) in the loss space: scores, or log-scores where both scores
     are non-zero in float64 (log 0 is undefined; backbones write it as a large negative number)."""
     if space == "score":
@@ -199,7 +199,7 @@ def _entries(log_s: torch.Tensor, log_s_star: torch.Tensor, compared: torch.Tens
 
 def row_loss(log_s, log_s_star, compared, phi: float, convention: str, space: str) -> torch.Tensor:
     """Loss [B] of each trajectory at one step with coefficient `phi`."""
-    student, teacher, compared = _entries(log_s, log_s_star, compared, space)
+    student, teacher, compared = loss_entries(log_s, log_s_star, compared, space)
     if space == "score":
         pred = scaled_score(log_s, phi, convention)
     else:

@@ -10,7 +10,7 @@ temperature, coefficient, fit, lr, epochs, minibatch, space, entries, start, sta
 - uniform: `temperature` (default 1): a fixed-temperature uniform sampler, e.g. the sharpening
   rows (T < 1) beside the learned ones; `coefficient` (default 1): one hand-set Phi at every
   step (a control for learned coefficients);
-- lsd, lsd+: how the coefficients are trained (`lsd.optimize.lsd.Training`, docs/lsd-training.md):
+- lsd, lsd+: how the coefficients are trained (`lsd.optimize.lsd_objective.Training`, docs/lsd-training.md):
   `fit` (sgd | exact), `lr`, `epochs`, `minibatch`, `space` (score | log), `entries`
   (tokens | with_mask), `start` (teacher | marginal | best), `start_candidates`; each absent key
   takes the distill settings' value, then the paper's default;
@@ -30,7 +30,8 @@ import torch
 
 from ..schedule import Schedule
 from ..workflow_facts import DISTILL_DEFAULTS
-from .lsd import Training, distill
+from .lsd import distill
+from .lsd_objective import Training
 from .teacher import teacher_rollout
 
 METHODS = ("uniform", "teacher", "jys", "lsd", "lsd+", "spread", "temperature", "file")

@@ -53,7 +53,8 @@ from ..random import INIT, RandomStreams
 from ..step import step_probabilities
 from ..schedule import Schedule
 from ..selection import spread_step
-from .lsd import DistillationError, transition_grid
+from .lsd_grid import transition_grid
+from .lsd_objective import DistillationError
 from .teacher import TeacherRecord, teacher_rollout
 
 STRENGTHS = (0.0, 0.5, 1.0, 2.0, 4.0, 16.0, math.inf)

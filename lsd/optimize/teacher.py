@@ -31,7 +31,7 @@ INDEPENDENT_SALT = 0x5D5D5D5D
 
 def sparse_teacher_step(graph: Graph, noise: Noise, base: str, t: float, t_next: float, final: bool,
                         x: torch.Tensor, log_score: torch.Tensor, cum: torch.Tensor, rng: TrajectoryNoise):
-    """One teacher step on the absorbing graph from the masked rows alone (`lsd.sampling.exact_rows`):
+    """One teacher step on the absorbing graph from the masked rows alone (`lsd.sparse_step.exact_rows`):
     bit for bit `cum += move` and `rng.step` of the dense step, without its [B, L, dim] float64
     tensors. None (nothing done) where that is not guaranteed: a factor the dense step would clamp,
     or a score whose float64 exponential times the factor may not be finite (the dense step's zero

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .common import ReportError, _write_text, direction, format_number, latex_escape, safe_name
+from .common import ReportError, write_text, direction, format_number, latex_escape, safe_name
 from .figures import (figure_metrics_vs_nfe, figure_quality_vs_entropy, figure_schedule, is_learned,
                       load_schedules, main_nfe)
 from .latex import best_rows, cell_text, latex_paired_table, latex_table
@@ -103,14 +103,14 @@ def build_report(records, out, schedules=None, backbones=None, samplers=None, nf
     """Write every output under `out`; returns the written paths."""
     df, bb_order, s_order = load(records, backbones, samplers, nfe, seeds)
     out = Path(out)
-    written = [_write_text(out / "metrics.csv", df.drop(columns=["per_sample"]).to_csv(index=False))]
+    written = [write_text(out / "metrics.csv", df.drop(columns=["per_sample"]).to_csv(index=False))]
     references = reference_metrics(df)
     dups = duplicates(df, s_order)
     summary = summarize(df, confidence)
     summary["same_as"] = [dups.get((r.backbone, r.sampler, int(r.nfe)), "") for r in summary.itertuples()]
-    written.append(_write_text(out / "summary.csv", summary.to_csv(index=False)))
+    written.append(write_text(out / "summary.csv", summary.to_csv(index=False)))
     pairs = paired(df, references, s_order, confidence=confidence, dups=dups)
-    written.append(_write_text(out / "paired.csv", pairs.to_csv(index=False)))
+    written.append(write_text(out / "paired.csv", pairs.to_csv(index=False)))
 
     index = {}  # backbone -> {"tables": [...], "figures": [...]}
     for backbone in bb_order:
@@ -120,12 +120,12 @@ def build_report(records, out, schedules=None, backbones=None, samplers=None, nf
         entry = index.setdefault(backbone, {"tables": [], "figures": []})
         for metric in metrics:
             path = out / "tables" / f"{safe_name(backbone)}__{safe_name(metric)}.tex"
-            written.append(str(_write_text(path, latex_table(summary, backbone, metric, s_order, references))))
+            written.append(str(write_text(path, latex_table(summary, backbone, metric, s_order, references))))
             entry["tables"].append((metric, path))
             vs = pairs[(pairs["backbone"] == backbone) & (pairs["metric"] == metric) & (pairs["baseline"] == "euler")]
             if direction(metric) and len(vs):
                 path = out / "tables" / f"{safe_name(backbone)}__{safe_name(metric)}__vs_euler.tex"
-                written.append(str(_write_text(path, latex_paired_table(pairs, backbone, metric, s_order))))
+                written.append(str(write_text(path, latex_paired_table(pairs, backbone, metric, s_order))))
                 entry["tables"].append((f"{metric}, difference to euler", path))
         if metrics:
             path = out / "figures" / f"{safe_name(backbone)}__metrics_vs_nfe.png"
@@ -148,8 +148,8 @@ def build_report(records, out, schedules=None, backbones=None, samplers=None, nf
                     index.setdefault(backbone, {"tables": [], "figures": []})["figures"].append(
                         (f"learned schedule of {sampler} (Phi and kappa per NFE)", path))
     precise = precision(summary, references, pairs=pairs)
-    written.append(str(_write_text(out / "precision.csv", precise.to_csv(index=False))))
-    written.append(str(_write_text(out / "README.md", readme(df, summary, references, index, out, precise, pairs,
+    written.append(str(write_text(out / "precision.csv", precise.to_csv(index=False))))
+    written.append(str(write_text(out / "README.md", readme(df, summary, references, index, out, precise, pairs,
                                                              dups))))
     return [str(p) for p in written]
 

@@ -56,21 +56,21 @@ def safe_name(text) -> str:
     return re.sub(r"[^A-Za-z0-9._+@-]", "-", str(text))
 
 
-def _write_text(path: Path, text: str) -> Path:
+def write_text(path: Path, text: str) -> Path:
     from ..io import atomic_write_text
 
     atomic_write_text(path, text)
     return path
 
 
-def _ordered(values, order) -> list:
+def ordered(values, order) -> list:
     present = list(dict.fromkeys(values))
     if order:
         return [v for v in order if v in present]
     return sorted(present)
 
 
-def _belongs(reference: str, metric: str) -> bool:
+def reference_belongs(reference: str, metric: str) -> bool:
     """Whether a reference value goes with a metric: oracle_ppl_floor -> oracle_ppl_*, data_entropy -> entropy."""
     stem = re.sub(r"(^data_|_floor$|_reference$|^reference_)", "", reference)
     return metric.startswith(stem)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .common import _belongs, direction
+from .common import reference_belongs, direction
 
 SCHEDULE_PATH = re.compile(r"(?P<backbone>[^/]+)/(?P<sampler>[^/]+)/nfe(?P<nfe>\d+)/seed(?P<seed>\d+)\.json$")
 
@@ -72,7 +72,7 @@ def figure_metrics_vs_nfe(summary, backbone, metrics, samplers, references, path
             g = g[g["nfe"].isin(grid_nfe)]
             err = [(g["mean"] - g["low"]).clip(lower=0).fillna(0), (g["high"] - g["mean"]).clip(lower=0).fillna(0)]
             ax.errorbar(g["nfe"], g["mean"], yerr=err, marker="o", ms=3, capsize=2, color=color, label=sampler)
-        for name, value in ((k, v) for k, v in references.get(backbone, {}).items() if _belongs(k, metric)):
+        for name, value in ((k, v) for k, v in references.get(backbone, {}).items() if reference_belongs(k, metric)):
             ax.axhline(value, color="0.4", ls=":", lw=1, label=name)
         ax.set_xscale("log", base=2)
         ticks = sorted(set(s["nfe"]) & set(grid_nfe))
@@ -97,9 +97,9 @@ def figure_quality_vs_entropy(summary, backbone, metric, samplers, references, p
         for nfe, r in g.iterrows():
             ax.annotate(str(nfe), (r["e"], r["q"]), fontsize=6, xytext=(2, 2), textcoords="offset points")
     for name, value in references.get(backbone, {}).items():
-        if _belongs(name, "entropy"):
+        if reference_belongs(name, "entropy"):
             ax.axvline(value, color="0.4", ls=":", lw=1, label=name)
-        elif _belongs(name, metric):
+        elif reference_belongs(name, metric):
             ax.axhline(value, color="0.4", ls="-.", lw=1, label=name)
     _finish_axes(ax, metric, both["q"], "entropy (nats, mean over samples)",
                  f"{backbone}: {metric} against entropy (labels: NFE)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .common import _belongs, direction, format_number, latex_escape, safe_name
+from .common import reference_belongs, direction, format_number, latex_escape, safe_name
 from .summary import coincidence_reason
 
 
@@ -148,7 +148,7 @@ def latex_table(summary, backbone: str, metric: str, samplers: list, references:
     for r, other in partial:
         caption += (f" Cells `= {latex_escape(other)}' of {latex_escape(r)}: "
                     f"{latex_escape(coincidence_reason(r, other))}.")
-    refs = {k: v for k, v in references.get(backbone, {}).items() if _belongs(k, metric)}
+    refs = {k: v for k, v in references.get(backbone, {}).items() if reference_belongs(k, metric)}
     if refs:
         caption += " Reference: " + ", ".join(f"{latex_escape(k)} = {format_number(v)}" for k, v in refs.items()) + "."
     return styler.to_latex(hrules=True, column_format="l" + "r" * len(nfes), caption=caption,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 
-from .common import GROUP, REFERENCE_NAME, SHARE, SHARE_OF_SAMPLES, POSITIVE, ReportError, _ordered, direction
+from .common import GROUP, REFERENCE_NAME, SHARE, SHARE_OF_SAMPLES, POSITIVE, ReportError, ordered, direction
 
 
 # the data -----------------------------------------------------------------------------
@@ -28,8 +28,8 @@ def load(records, backbones=None, samplers=None, nfe=None, seeds=None):
         files = sorted(set(dup[(dup[key] == row[key]).all(axis=1)]["file"]))
         raise ReportError(f"metric {row['metric']!r} of {row['backbone']}/{row['sampler']}/NFE {row['nfe']}/seed "
                           f"{row['seed']} appears in more than one record: {files}")
-    bb_order = _ordered(df["backbone"], backbones)
-    s_order = _ordered(df["sampler"], samplers)
+    bb_order = ordered(df["backbone"], backbones)
+    s_order = ordered(df["sampler"], samplers)
     df = df.assign(_b=df["backbone"].map(bb_order.index), _s=df["sampler"].map(s_order.index))
     df = df.sort_values(["_b", "_s", "nfe", "seed", "metric"]).drop(columns=["_b", "_s"]).reset_index(drop=True)
     return df, bb_order, s_order

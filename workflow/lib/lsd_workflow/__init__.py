@@ -10,7 +10,7 @@ every (sampler, NFE) pair of the grid (one process start-up, one shared teacher 
 - `layout`: where every file goes (results/<name>/, <work_dir>/<name>/, the Hub cache) and the
   config's name;
 - `commands`: the command lines of the rules (`lsd`, `hf` and each job's arguments);
-- `stamps`: the settings stamps of the jobs and the rerun requests of its jobs;
+- `stamps`: the settings stamps and the rerun requests of the jobs;
 - `facts`: what the checks know about the library's backbones and defaults, read from the
   library's torch-free leaf lsd/workflow_facts.py (the CLI stays the only seam that runs code
   of the library; everything else the workflow knows about names is in the config schema's

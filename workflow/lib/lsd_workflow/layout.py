@@ -35,7 +35,7 @@ REPORT_OUTPUTS = {
     "figures": "{results}/figures",
     "readme": "{results}/README.md",
 }
-# What each job was run with (stamps.py) and the rerun requests of its jobs.
+# What each job was run with, and each job's rerun request (stamps.py).
 STAMP = "{results}/settings/{step}/{backbone}/seed{seed}.json"
 REPORT_STAMP = "{results}/settings/report.json"
 RERUN = "{work}/rerun/{what}.txt"

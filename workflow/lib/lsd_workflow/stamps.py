@@ -106,7 +106,7 @@ class Stamps:
 
     def rerun_request(self, step: str):
         """input: of a rule: the job's rerun request (see the module's docstring), written now."""
-        def marker(wildcards=None):
+        def request(wildcards=None):
             backbone, seed = (None, None) if step == "report" else (wildcards.backbone, wildcards.seed)
             what = "report" if step == "report" else f"{step}/{backbone}/seed{seed}"
             path = Path(self.path(RERUN, what=what))
@@ -121,7 +121,7 @@ class Stamps:
                     os.utime(path, (0, 0))
             return [str(path)]
 
-        return marker
+        return request
 
 
 def first_difference(recorded, wanted, where: str = "", only_wanted=()) -> str | None:
